@@ -1,0 +1,1 @@
+"""Benchmark cases, candidate runs, judges and pricing."""

@@ -1,0 +1,1 @@
+"""Pareto gateway: the running service (app, routes, forwarding, request record, CLI)."""

@@ -1,0 +1,192 @@
+"""The app factory: routes, OpenAI-shaped error handlers and the lifespan that owns resources."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from sqlalchemy.engine import make_url
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from proxy.config import LoadedConfig
+from proxy.db import make_engine, normalize_url
+from proxy.deployments import build_groups
+from proxy.endpoints import ChatCompletions, Embeddings
+from proxy.errors import ProxyError, error_body
+from proxy.forward import Forwarder
+from proxy.metrics import Metrics
+from proxy.recorder import Recorder
+from proxy.routes import router
+from proxy.state import AppState
+from proxy.upstream import new_session
+
+logger = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+def build_state(loaded: LoadedConfig) -> AppState:
+    """Build the request-independent objects that need no I/O."""
+    config = loaded.config
+    warnings: list[str] = []
+    groups = build_groups(config, warnings)
+    for warning in warnings:
+        logger.warning("config: %s", warning)
+    master = config.general_settings.master_key
+    secrets = [d.api_key for d in groups.all() if d.api_key]
+    secrets.extend(
+        value for d in groups.all() for value in d.headers.values() if value.startswith("Bearer ")
+    )
+    if master is not None:
+        secrets.append(master.get_secret_value())
+    url = make_url(normalize_url(loaded.database_url))
+    if url.password:
+        secrets.append(url.password)
+    return AppState(
+        loaded=loaded,
+        groups=groups,
+        metrics=Metrics(),
+        max_body_bytes=int(config.general_settings.max_request_size_mb * 1_048_576),
+        master_key=master.get_secret_value().encode() if master is not None else None,
+        secrets=secrets,
+        metrics_require_auth=config.litellm_settings.require_auth_for_metrics_endpoint,
+    )
+
+
+class Gateway:
+    """The ASGI app: the forwarding endpoints directly, everything else through FastAPI.
+
+    The two forwarding routes skip FastAPI's middleware stack, which cost about 15% of
+    throughput on the request path; they answer their own errors in the OpenAI envelope.
+    """
+
+    def __init__(self, api: FastAPI, hot_routes: dict[str, ASGIApp]) -> None:
+        self.api = api
+        self.state: AppState = api.state.pareto
+        self._hot_routes = hot_routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self._hot_routes.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.api(scope, receive, send)
+
+
+def create_app(loaded: LoadedConfig, state: AppState | None = None) -> Gateway:
+    """Create the gateway app for a validated configuration."""
+    app_state = state or build_state(loaded)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await _start(app_state)
+        try:
+            yield
+        finally:
+            await _stop(app_state)
+
+    app = FastAPI(
+        title="Pareto",
+        summary="OpenAI-compatible LLM gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.pareto = app_state
+    hot_routes: dict[str, ASGIApp] = {}
+    chat = ChatCompletions(app_state)
+    embeddings = Embeddings(app_state)
+    for prefix in ("/v1", ""):
+        for path, endpoint in (
+            (f"{prefix}/chat/completions", chat),
+            (f"{prefix}/embeddings", embeddings),
+        ):
+            app.router.routes.append(Route(path, endpoint, methods=["POST"]))
+            hot_routes[path] = endpoint
+    app.include_router(router)
+    _install_error_handlers(app)
+    return Gateway(app, hot_routes)
+
+
+async def _start(state: AppState) -> None:
+    loaded = state.loaded
+    state.engine = make_engine(loaded.database_url)
+    state.session = new_session()
+    state.forwarder = Forwarder(loaded.config, state.groups, state.session)
+    state.recorder = Recorder(state.engine, on_drop=state.metrics.recorder_dropped.inc)
+    state.recorder.start()
+    # Objects that live as long as the process (modules, config, app) leave the collector's
+    # view, so that full collections stay short; they showed up as multi-millisecond p99
+    # latency at one connection.
+    gc.collect()
+    gc.freeze()
+    if state.master_key is None:
+        logger.warning("general_settings.master_key is not set: the gateway accepts any caller")
+    logger.info(
+        "gateway started: models=%d deployments=%d database=%s",
+        len(state.groups.names()),
+        len(state.groups.all()),
+        make_url(normalize_url(loaded.database_url)).render_as_string(hide_password=True),
+    )
+
+
+async def _stop(state: AppState) -> None:
+    if state.recorder is not None:
+        await state.recorder.stop()
+        logger.info("request rows written: %d", state.recorder.written)
+    if state.session is not None:
+        await state.session.close()
+    if state.engine is not None:
+        state.engine.dispose()
+    logger.info("gateway stopped")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def proxy_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProxyError)
+        return Response(exc.body(), exc.status, headers=exc.headers, media_type=JSON)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            message = "Unknown route. The gateway serves the OpenAI API under /v1."
+            body = error_body(404, message, "invalid_request_error", "not_found")
+        elif exc.status_code == 405:
+            message = "Method not allowed on this route."
+            body = error_body(405, message, "invalid_request_error", "method_not_allowed")
+        else:
+            body = error_body(exc.status_code, str(exc.detail), "invalid_request_error")
+        return Response(body, exc.status_code, headers=exc.headers, media_type=JSON)
+
+    async def validation_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        message = f"Invalid request: {where}: {first.get('msg', 'invalid value')}"
+        return Response(error_body(400, message, "invalid_request_error"), 400, media_type=JSON)
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        logger.error(
+            "unexpected error: path=%s error=%s",
+            request.url.path,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        message = "The gateway failed unexpectedly; the error is in its log."
+        return Response(
+            error_body(500, message, "api_error", "internal_error"), 500, media_type=JSON
+        )
+
+    app.add_exception_handler(ProxyError, proxy_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected)

@@ -1,0 +1,128 @@
+"""The `pareto` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from proxy.config import ConfigError, LoadedConfig, load_config
+
+EXIT_CONFIG_ERROR = 2
+CONFIG_ENV = "PARETO_CONFIG"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return EXIT_CONFIG_ERROR
+    result: int = handler(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pareto",
+        description="OpenAI-compatible LLM gateway that routes each workload to the cheapest "
+        "model that is good enough on its own traffic.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="path of the YAML configuration file")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=4000, help="TCP port to listen on")
+    serve.add_argument(
+        "--workers", type=_positive, default=1, help="number of worker processes (default 1)"
+    )
+    serve.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    serve.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to let in-flight requests finish after SIGTERM (default 30)",
+    )
+    serve.set_defaults(handler=_serve)
+
+    check = commands.add_parser("check-config", help="validate a configuration file and exit")
+    check.add_argument("config", help="path of the YAML configuration file")
+    check.set_defaults(handler=_check_config)
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _load_or_report(path: str) -> LoadedConfig | None:
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        print(f"error: invalid configuration {path}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return EXIT_CONFIG_ERROR
+    from proxy.deployments import build_groups
+
+    warnings: list[str] = []
+    groups = build_groups(loaded.config, warnings)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.config}: valid; {len(groups.names())} models, {len(groups.all())} deployments")
+    for name in groups.names():
+        targets = ", ".join(d.litellm_model for d in groups.deployments(name))
+        print(f"  {name} -> {targets}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return EXIT_CONFIG_ERROR
+
+    import uvicorn
+
+    from proxy import logs
+    from proxy.app import build_state, create_app
+
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "proxy_headers": False,
+        "log_config": None,
+        "timeout_graceful_shutdown": args.graceful_timeout,
+    }
+    if args.workers > 1:
+        # Worker processes import the app by name and read the configuration path from here.
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+        os.environ["PARETO_LOG_LEVEL"] = args.log_level
+        uvicorn.run("proxy.server:app", workers=args.workers, factory=True, **options)
+        return 0
+
+    state = build_state(loaded)
+    logs.configure(args.log_level, state.secrets)
+    uvicorn.run(create_app(loaded, state), **options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""The gateway's YAML configuration: LiteLLM proxy's keys with their meaning, plus Pareto's own.
+
+`load_config(path)` reads the file, resolves `os.environ/NAME` values, validates every section
+and returns a `LoadedConfig` with the warnings it produced. Invalid files raise `ConfigError`,
+whose messages name the key path and the bad value, for example
+"model_list[2].litellm_params.model: missing". Secret values (`api_key`, `master_key`) never
+appear in a message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "os.environ/"
+SECRET_KEYS = frozenset({"api_key", "master_key", "aws_secret_access_key", "vertex_credentials"})
+DEFAULT_DATABASE_URL = "sqlite:///pareto.db"
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; `problems` lists one sentence per bad key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    # Unknown keys are reported as warnings by `_unknown_keys`, then ignored here.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class LitellmParams(BaseModel):
+    """`model_list[].litellm_params`: where and how to call one deployment.
+
+    Keys other than the named fields are kept in `model_extra`: OpenAI request parameters
+    there (temperature, max_tokens, ...) are defaults added to requests that do not set them.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: SecretStr | None = None
+    timeout: float | None = Field(default=None, gt=0)
+    stream_timeout: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    rpm: int | None = Field(default=None, gt=0)
+    tpm: int | None = Field(default=None, gt=0)
+    weight: float | None = Field(default=None, gt=0)
+    extra_headers: dict[str, str] | None = None
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+
+    @field_validator("api_base")
+    @classmethod
+    def _check_api_base(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class ModelInfo(BaseModel):
+    """`model_list[].model_info`: prices and metadata of one deployment."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str | None = None
+    mode: Literal["chat", "embedding", "completion"] | None = None
+    input_cost_per_token: float | None = Field(default=None, ge=0)
+    output_cost_per_token: float | None = Field(default=None, ge=0)
+    cache_read_input_token_cost: float | None = Field(default=None, ge=0)
+
+
+class ModelEntry(_Section):
+    """One `model_list` entry: a deployment behind the public `model_name`."""
+
+    model_name: str = Field(min_length=1)
+    litellm_params: LitellmParams
+    model_info: ModelInfo = ModelInfo()
+
+
+Fallbacks = list[dict[str, list[str]]]
+
+
+class LitellmSettings(_Section):
+    num_retries: int | None = Field(default=None, ge=0)
+    request_timeout: float | None = Field(default=None, gt=0)
+    fallbacks: Fallbacks = []
+    drop_params: bool = False
+    # Unlike LiteLLM proxy, the default is True: metrics name models and spend.
+    require_auth_for_metrics_endpoint: bool = True
+
+
+class RouterSettings(_Section):
+    timeout: float | None = Field(default=None, gt=0)
+    num_retries: int | None = Field(default=None, ge=0)
+    allowed_fails: int = Field(default=3, ge=1)
+    cooldown_time: float = Field(default=5.0, ge=0)
+    fallbacks: Fallbacks = []
+    retry_after: float = Field(default=0.0, ge=0)
+    # Pareto's addition: the first retry waits about this long, doubling on each next one.
+    retry_backoff_seconds: float = Field(default=0.25, ge=0)
+    routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"
+
+
+class GeneralSettings(_Section):
+    master_key: SecretStr | None = None
+    database_url: str | None = None
+    max_request_size_mb: float = Field(default=20.0, gt=0)
+
+
+class ParetoConfig(_Section):
+    """The whole validated file."""
+
+    model_list: list[ModelEntry] = Field(min_length=1)
+    litellm_settings: LitellmSettings = LitellmSettings()
+    router_settings: RouterSettings = RouterSettings()
+    general_settings: GeneralSettings = GeneralSettings()
+
+    def model_names(self) -> list[str]:
+        """Return the public model names in file order, each once."""
+        return list(dict.fromkeys(entry.model_name for entry in self.model_list))
+
+    def fallbacks(self) -> dict[str, list[str]]:
+        """Merge `router_settings.fallbacks` over `litellm_settings.fallbacks`."""
+        merged: dict[str, list[str]] = {}
+        for rule in [*self.litellm_settings.fallbacks, *self.router_settings.fallbacks]:
+            merged.update(rule)
+        return merged
+
+    def num_retries(self) -> int:
+        for value in (self.router_settings.num_retries, self.litellm_settings.num_retries):
+            if value is not None:
+                return value
+        return 2
+
+    def timeout(self) -> float:
+        for value in (self.router_settings.timeout, self.litellm_settings.request_timeout):
+            if value is not None:
+                return value
+        return 600.0
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: ParetoConfig
+    database_url: str
+    warnings: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+
+_KNOWN_SECTIONS: dict[str, type[BaseModel]] = {
+    "model_list": ModelEntry,
+    "litellm_settings": LitellmSettings,
+    "router_settings": RouterSettings,
+    "general_settings": GeneralSettings,
+}
+
+
+def load_config(path: str | Path, environ: dict[str, str] | None = None) -> LoadedConfig:
+    """Read, resolve and validate the configuration file at `path`."""
+    env = dict(os.environ) if environ is None else environ
+    file_path = Path(path)
+    try:
+        text = file_path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError([f"{file_path}: file not found"]) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{file_path}: cannot be read: {exc}"]) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{file_path}: invalid YAML: {exc}"]) from exc
+    loaded = parse_config(raw, env)
+    return LoadedConfig(loaded.config, loaded.database_url, loaded.warnings, file_path)
+
+
+def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
+    """Validate an already parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): expected a mapping with model_list, got " + _kind(raw)])
+
+    warnings: list[str] = []
+    resolved = _resolve_env(raw, "", environ, warnings)
+    warnings.extend(_unknown_keys(resolved))
+    try:
+        config = ParetoConfig.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, resolved)) from exc
+
+    problems = _check_references(config)
+    if problems:
+        raise ConfigError(problems)
+
+    database_url = (
+        environ.get("DATABASE_URL") or config.general_settings.database_url or DEFAULT_DATABASE_URL
+    )
+    return LoadedConfig(config, database_url, warnings)
+
+
+def _resolve_env(node: Any, path: str, environ: dict[str, str], warnings: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _resolve_env(value, _join(path, str(key)), environ, warnings)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [
+            _resolve_env(value, f"{path}[{index}]", environ, warnings)
+            for index, value in enumerate(node)
+        ]
+    if isinstance(node, str) and node.startswith(ENV_PREFIX):
+        name = node[len(ENV_PREFIX) :]
+        if name not in environ:
+            warnings.append(f"{path}: environment variable {name} is not set; the value is empty")
+            return None
+        return environ[name]
+    return node
+
+
+def _unknown_keys(raw: dict[str, Any]) -> list[str]:
+    warnings = []
+    for key in raw:
+        if key not in _KNOWN_SECTIONS:
+            warnings.append(f"{key}: not supported by Pareto yet; ignored")
+    for name, model in _KNOWN_SECTIONS.items():
+        section = raw.get(name)
+        items = section if name == "model_list" and isinstance(section, list) else [section]
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                continue
+            where = f"model_list[{index}]" if name == "model_list" else name
+            for key in item:
+                if key not in model.model_fields:
+                    warnings.append(f"{where}.{key}: not supported by Pareto yet; ignored")
+    return warnings
+
+
+def _check_references(config: ParetoConfig) -> list[str]:
+    names = set(config.model_names())
+    problems = []
+    for section in ("litellm_settings", "router_settings"):
+        rules: Fallbacks = getattr(config, section).fallbacks
+        for index, rule in enumerate(rules):
+            for source, targets in rule.items():
+                where = f"{section}.fallbacks[{index}].{source}"
+                if source not in names:
+                    problems.append(f"{where}: model '{source}' is not in model_list")
+                for position, target in enumerate(targets):
+                    if target not in names:
+                        problems.append(
+                            f"{where}[{position}]: model '{target}' is not in model_list"
+                        )
+    return problems
+
+
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        location = _location(error["loc"])
+        if error["type"] == "missing":
+            problems.append(f"{location}: missing")
+            continue
+        last = str(error["loc"][-1]) if error["loc"] else ""
+        shown = "(hidden)" if last in SECRET_KEYS else _short(error.get("input"))
+        problems.append(f"{location}: invalid value {shown}: {error['msg']}")
+    return problems
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text = f"{text}[{part}]" if isinstance(part, int) else _join(text, part)
+    return text or "(top level)"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

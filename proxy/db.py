@@ -1,0 +1,45 @@
+"""Database engine: SQLite by default, PostgreSQL when the URL says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
+from sqlmodel import SQLModel, create_engine
+
+from proxy import tables  # noqa: F401 - registers the tables on SQLModel.metadata
+
+
+def normalize_url(url: str) -> str:
+    """Pick the installed PostgreSQL driver (psycopg 3) for plain postgres:// URLs."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine and the tables that do not exist yet."""
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # NOTE: tables are created, never migrated: a column added later needs a manual ALTER.
+    SQLModel.metadata.create_all(engine)
+    return engine
+
+
+def ping(engine: Engine) -> None:
+    """Run a trivial query; raises when the database cannot be reached."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -1,0 +1,104 @@
+"""Relaying a streamed chat completion to the client as its events arrive.
+
+The upstream is retried only until its first chunk: after that, bytes have reached the client
+and a failure ends the stream with a final `data: {"error": ...}` event, recorded as failed.
+A client that disconnects cancels the upstream call at once (recorded with status 499).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import Receive, Send
+
+from proxy.disconnect import CLIENT_CLOSED_REQUEST, DisconnectWatch
+from proxy.errors import UpstreamError
+from proxy.forward import Trace, client_error
+from proxy.sse import SseRelay, error_event
+from proxy.upstream import UpstreamFailure
+
+if TYPE_CHECKING:
+    from proxy.endpoints import ChatCompletions, Exchange
+
+EVENT_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def relay_stream(
+    owner: ChatCompletions,
+    payload: dict[str, Any],
+    client_wants_usage: bool,
+    exchange: Exchange,
+    trace: Trace,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Open the upstream stream (with retries), then relay it event by event."""
+    forwarder = owner.state.forwarder
+    assert forwarder is not None, "the app's lifespan creates the forwarder"
+    model = exchange.requested_model or ""
+
+    with DisconnectWatch(receive) as watch:
+        try:
+            stream, first = await forwarder.open_stream(model, payload, owner.endpoint, trace)
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            watch.absorb()
+            exchange.status = CLIENT_CLOSED_REQUEST
+            exchange.error_type = "client_disconnected"
+            return
+
+        relay = SseRelay(hide_usage=not client_wants_usage)
+        try:
+            start = [*EVENT_STREAM_HEADERS, *exchange.headers(trace)]
+            exchange.response_started = True
+            await send({"type": "http.response.start", "status": 200, "headers": start})
+            await _send_chunk(send, relay.feed(first))
+            exchange.ttft = time.perf_counter() - exchange.started
+            async for chunk in stream.chunks():
+                await _send_chunk(send, relay.feed(chunk))
+            await _send_chunk(send, relay.flush())
+            if not relay.saw_done:
+                raise UpstreamFailure(
+                    "connection", "the stream ended before its final [DONE] event"
+                )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except UpstreamFailure as failure:
+            error = client_error(failure, trace.deployment)
+            if not isinstance(error, UpstreamError):
+                error = UpstreamError(error.message, code=error.code)
+            exchange.status = error.status
+            exchange.error_type = error.code or error.error_type
+            await _finish_with_error(send, error.to_dict())
+        except asyncio.CancelledError:
+            if not watch.disconnected:
+                raise
+            watch.absorb()
+            exchange.status = CLIENT_CLOSED_REQUEST
+            exchange.error_type = "client_disconnected"
+        except OSError:
+            exchange.status = CLIENT_CLOSED_REQUEST
+            exchange.error_type = "client_disconnected"
+        finally:
+            stream.close()
+            if trace.deployment is not None:
+                owner.account(exchange, trace.deployment, relay.usage)
+
+
+async def _send_chunk(send: Send, data: bytes) -> None:
+    if data:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _finish_with_error(send: Send, body: dict[str, Any]) -> None:
+    try:
+        await send({"type": "http.response.body", "body": error_event(body), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except OSError:
+        return
