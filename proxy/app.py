@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from proxy import logs
 from proxy.config import LoadedConfig
 from proxy.db import make_engine, normalize_url
 from proxy.deployments import build_groups
@@ -117,6 +119,15 @@ def create_app(loaded: LoadedConfig, state: AppState | None = None) -> Gateway:
     return Gateway(app, hot_routes)
 
 
+LOG_FLUSH_SECONDS = 0.5
+
+
+async def _flush_logs_periodically() -> None:
+    while True:
+        await asyncio.sleep(LOG_FLUSH_SECONDS)
+        logs.flush_handlers()
+
+
 async def _start(state: AppState) -> None:
     loaded = state.loaded
     state.engine = make_engine(loaded.database_url)
@@ -124,6 +135,7 @@ async def _start(state: AppState) -> None:
     state.forwarder = Forwarder(loaded.config, state.groups, state.session)
     state.recorder = Recorder(state.engine, on_drop=state.metrics.recorder_dropped.inc)
     state.recorder.start()
+    state.background.append(asyncio.create_task(_flush_logs_periodically(), name="log-flush"))
     # Objects that live as long as the process (modules, config, app) leave the collector's
     # view, so that full collections stay short; they showed up as multi-millisecond p99
     # latency at one connection.
@@ -140,6 +152,10 @@ async def _start(state: AppState) -> None:
 
 
 async def _stop(state: AppState) -> None:
+    for task in state.background:
+        task.cancel()
+    await asyncio.gather(*state.background, return_exceptions=True)
+    state.background.clear()
     if state.recorder is not None:
         await state.recorder.stop()
         logger.info("request rows written: %d", state.recorder.written)
@@ -148,6 +164,7 @@ async def _stop(state: AppState) -> None:
     if state.engine is not None:
         state.engine.dispose()
     logger.info("gateway stopped")
+    logging.shutdown()
 
 
 def _install_error_handlers(app: FastAPI) -> None:

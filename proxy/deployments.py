@@ -14,6 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from yarl import URL
+
 from evaluator.pricing import Prices, lookup_prices
 from proxy.config import ModelEntry, ParetoConfig
 
@@ -111,10 +113,15 @@ class Deployment:
     prices: Prices
     failures: deque[float] = field(default_factory=deque)
     cooldown_until: float = 0.0
+    _urls: dict[str, URL] = field(default_factory=dict)
 
-    def url(self, endpoint: str) -> str:
-        base = (self.api_base or "").rstrip("/")
-        return f"{base}/{endpoint}"
+    def url(self, endpoint: str) -> URL:
+        """Return the endpoint's URL, parsed once per deployment instead of once per call."""
+        url = self._urls.get(endpoint)
+        if url is None:
+            base = (self.api_base or "").rstrip("/")
+            url = self._urls[endpoint] = URL(f"{base}/{endpoint}")
+        return url
 
     def cooling_down(self, now: float) -> bool:
         return now < self.cooldown_until

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
+import threading
+import time
 from collections.abc import Iterable
+from typing import TextIO
 
 MASK = "***"
 
@@ -37,9 +41,60 @@ class SecretFilter(logging.Filter):
         return text
 
 
+class BufferedStderrHandler(logging.StreamHandler[TextIO]):
+    """Write log lines to stderr through a buffer, flushed at most `interval` seconds apart.
+
+    Python's stderr writes every line at once; at thousands of requests a second the one INFO
+    line per request cost more than a tenth of the gateway's CPU that way. Warnings and errors
+    are flushed at once, and `flush_if_due()` (called by the app every `interval`) pushes out
+    quiet periods' lines.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        stream = io.TextIOWrapper(
+            io.BufferedWriter(io.FileIO(sys.stderr.fileno(), "w", closefd=False), 65536),
+            encoding="utf-8",
+            errors="backslashreplace",
+            line_buffering=False,
+            write_through=False,
+        )
+        super().__init__(stream)
+        self._interval = interval
+        self._flushed_at = time.monotonic()
+        self._flush_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except (OSError, ValueError):
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            self._flushed_at = time.monotonic()
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                return
+
+    def flush_if_due(self) -> None:
+        if time.monotonic() - self._flushed_at >= self._interval:
+            self.flush()
+
+
+def flush_handlers() -> None:
+    """Flush buffered log lines that have waited long enough (the app calls this periodically)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BufferedStderrHandler):
+            handler.flush_if_due()
+
+
 def configure(level: str, secrets: Iterable[str]) -> None:
     """Send logs to stderr with timestamps, masking `secrets` in every handler's output."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedStderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(SecretFilter(secrets))
     root = logging.getLogger()

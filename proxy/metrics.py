@@ -7,6 +7,8 @@ model="unknown".
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -16,6 +18,8 @@ class Metrics:
     """Every series the gateway exports."""
 
     def __init__(self) -> None:
+        # Label children per (model, status), looked up once instead of on every request.
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "pareto_requests",
@@ -83,9 +87,16 @@ class Metrics:
         error_type: str | None,
     ) -> None:
         """Record one finished request."""
-        status_label = str(status)
-        self.requests.labels(model, status_label).inc()
-        self.latency.labels(model, status_label).observe(latency_s)
+        key = (model, status)
+        children = self._children.get(key)
+        if children is None:
+            status_label = str(status)
+            children = self._children[key] = (
+                self.requests.labels(model, status_label),
+                self.latency.labels(model, status_label),
+            )
+        children[0].inc()
+        children[1].observe(latency_s)
         if ttft_s is not None:
             self.ttft.labels(model).observe(ttft_s)
         if error_type is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import logging
@@ -45,6 +46,7 @@ class AppState:
     forwarder: Forwarder | None = None
     recorder: Recorder | None = None
     unpriced_warned: set[str] = field(default_factory=set)
+    background: list[asyncio.Task[None]] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     # Request ids: a random per-process prefix and a counter, unique across replicas and
     # cheaper than uuid4 (whose os.urandom call showed up at 3% of request-path time).

@@ -18,7 +18,7 @@ class RequestLog(SQLModel, table=True):
     key_id: str | None = Field(default=None, max_length=64)
     endpoint: str = Field(max_length=32)
     requested_model: str | None = Field(default=None, max_length=256)
-    served_model: str | None = Field(default=None, index=True, max_length=256)
+    served_model: str | None = Field(default=None, max_length=256)
     upstream: str | None = Field(default=None, max_length=256)
     status: int
     error_type: str | None = Field(default=None, max_length=64)
