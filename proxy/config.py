@@ -17,6 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from proxy.policy_config import EvaluationConfig, PolicyConfig, check_policies
+
 ENV_PREFIX = "os.environ/"
 SECRET_KEYS = frozenset({"api_key", "master_key", "aws_secret_access_key", "vertex_credentials"})
 DEFAULT_DATABASE_URL = "sqlite:///pareto.db"
@@ -122,6 +124,8 @@ class ParetoConfig(_Section):
     litellm_settings: LitellmSettings = LitellmSettings()
     router_settings: RouterSettings = RouterSettings()
     general_settings: GeneralSettings = GeneralSettings()
+    policies: dict[str, PolicyConfig] = {}
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     def model_names(self) -> list[str]:
         """Return the public model names in file order, each once."""
@@ -163,6 +167,10 @@ _KNOWN_SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 
+# Pareto's own sections, validated strictly by their models.
+_PARETO_SECTIONS = frozenset({"policies", "evaluation"})
+
+
 def load_config(path: str | Path, environ: dict[str, str] | None = None) -> LoadedConfig:
     """Read, resolve and validate the configuration file at `path`."""
     env = dict(os.environ) if environ is None else environ
@@ -195,6 +203,11 @@ def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
         raise ConfigError(_describe(exc, resolved)) from exc
 
     problems = _check_references(config)
+    policy_problems, policy_warnings = check_policies(
+        config.policies, config.evaluation, set(config.model_names())
+    )
+    problems.extend(policy_problems)
+    warnings.extend(policy_warnings)
     if problems:
         raise ConfigError(problems)
 
@@ -227,7 +240,7 @@ def _resolve_env(node: Any, path: str, environ: dict[str, str], warnings: list[s
 def _unknown_keys(raw: dict[str, Any]) -> list[str]:
     warnings = []
     for key in raw:
-        if key not in _KNOWN_SECTIONS:
+        if key not in _KNOWN_SECTIONS and key not in _PARETO_SECTIONS:
             warnings.append(f"{key}: not supported by Pareto yet; ignored")
     for name, model in _KNOWN_SECTIONS.items():
         section = raw.get(name)

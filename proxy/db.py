@@ -8,6 +8,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
+from evaluator import tables as evaluator_tables  # noqa: F401 - registers the tables
 from proxy import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 
 
