@@ -25,6 +25,7 @@ from proxy.errors import ProxyError, error_body
 from proxy.forward import Forwarder
 from proxy.metrics import Metrics
 from proxy.recorder import Recorder
+from proxy.route_table import RouteTable
 from proxy.routes import router
 from proxy.state import AppState
 from proxy.upstream import new_session
@@ -59,6 +60,7 @@ def build_state(loaded: LoadedConfig) -> AppState:
         master_key=master.get_secret_value().encode() if master is not None else None,
         secrets=secrets,
         metrics_require_auth=config.litellm_settings.require_auth_for_metrics_endpoint,
+        routes=RouteTable(config.policies),
     )
 
 

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from proxy import body as bodies
 from proxy.deployments import Deployment
 from proxy.disconnect import CLIENT_CLOSED_REQUEST, DisconnectWatch
-from proxy.errors import ModelNotFoundError, ProxyError
+from proxy.errors import InvalidRequestError, ModelNotFoundError, ProxyError
 from proxy.forward import Trace
 from proxy.recorder import RequestRow
 from proxy.state import AppState
@@ -42,6 +42,9 @@ class Exchange:
     started: float
     key_id: str | None = None
     requested_model: str | None = None
+    target_model: str = ""
+    policy: str | None = None
+    decision_id: int | None = None
     stream: bool = False
     status: int = 200
     error_type: str | None = None
@@ -55,6 +58,10 @@ class Exchange:
         if trace.deployment is not None:
             headers.append((b"x-pareto-model", trace.deployment.model_name.encode()))
             headers.append((b"x-pareto-upstream", trace.deployment.litellm_model.encode()))
+        if self.policy is not None:
+            headers.append((b"x-pareto-policy", self.policy.encode()))
+            if self.decision_id is not None:
+                headers.append((b"x-pareto-decision", str(self.decision_id).encode()))
         return headers
 
 
@@ -74,8 +81,7 @@ class ForwardingEndpoint:
             raw = await bodies.read_body(scope, receive, self.state.max_body_bytes)
             payload = bodies.parse_object(raw)
             exchange.requested_model = bodies.model_of(payload)
-            if exchange.requested_model not in self.state.groups:
-                raise ModelNotFoundError(exchange.requested_model)
+            self.resolve(scope, exchange)
             self.check(payload)
             await self.forward(payload, exchange, trace, receive, send)
         except bodies.ClientDisconnected:
@@ -98,6 +104,30 @@ class ForwardingEndpoint:
     def check(self, payload: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def resolve(self, scope: Scope, exchange: Exchange) -> None:
+        """Pick the model to call: the policy's current route, or the requested model."""
+        requested = exchange.requested_model or ""
+        routes = self.state.routes
+        if routes:
+            header = _header(scope, b"x-pareto-policy")
+            policy = routes.policy_for(requested, header)
+            if header is not None and policy is None:
+                raise InvalidRequestError(
+                    f"The x-pareto-policy header names '{_clip(header, 200)}', which is not a "
+                    "configured policy.",
+                    code="policy_not_found",
+                    param="x-pareto-policy",
+                )
+            if policy is not None:
+                route = routes.route(policy)
+                exchange.policy = policy
+                exchange.decision_id = route.decision_id
+                exchange.target_model = route.model
+                return
+        if requested not in self.state.groups:
+            raise ModelNotFoundError(requested)
+        exchange.target_model = requested
+
     async def forward(
         self,
         payload: dict[str, Any],
@@ -109,7 +139,7 @@ class ForwardingEndpoint:
         """Call the upstream without streaming and send its answer on, byte for byte."""
         forwarder = self.state.forwarder
         assert forwarder is not None, "the app's lifespan creates the forwarder"
-        model = exchange.requested_model or ""
+        model = exchange.target_model
         with DisconnectWatch(receive) as watch:
             try:
                 reply = await forwarder.call_json(model, payload, self.endpoint, trace)
@@ -192,8 +222,8 @@ class ForwardingEndpoint:
                 stream=exchange.stream,
                 retries=trace.retries,
                 fallback_used=trace.fallback_used,
-                policy=None,
-                decision_id=None,
+                policy=exchange.policy,
+                decision_id=exchange.decision_id,
             )
         )
 
@@ -251,3 +281,11 @@ def format_cost(cost: float) -> str:
 
 def _clip(value: str | None, limit: int = 256) -> str | None:
     return value if value is None or len(value) <= limit else value[:limit]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None

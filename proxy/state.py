@@ -17,6 +17,7 @@ from proxy.config import LoadedConfig
 from proxy.deployments import Deployment, DeploymentGroups
 from proxy.errors import AuthenticationError
 from proxy.metrics import Metrics
+from proxy.route_table import RouteTable
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,6 +41,7 @@ class AppState:
     max_body_bytes: int
     master_key: bytes | None
     secrets: list[str]
+    routes: RouteTable = field(default_factory=lambda: RouteTable({}))
     metrics_require_auth: bool = True
     engine: Engine | None = None
     session: aiohttp.ClientSession | None = None

@@ -41,7 +41,7 @@ async def relay_stream(
     """Open the upstream stream (with retries), then relay it event by event."""
     forwarder = owner.state.forwarder
     assert forwarder is not None, "the app's lifespan creates the forwarder"
-    model = exchange.requested_model or ""
+    model = exchange.target_model
 
     with DisconnectWatch(receive) as watch:
         try:
