@@ -56,8 +56,10 @@ class Forwarder:
         groups: DeploymentGroups,
         session: aiohttp.ClientSession,
         rng: random.Random | None = None,
+        on_failure: Callable[[str, str], None] | None = None,
     ) -> None:
         self._groups = groups
+        self._on_failure = on_failure
         self._session = session
         self._fallbacks = config.fallbacks()
         self._allowed_fails = config.router_settings.allowed_fails
@@ -136,6 +138,8 @@ class Forwarder:
 
     def _note_failure(self, deployment: Deployment, failure: UpstreamFailure, trace: Trace) -> None:
         trace.failures.append(f"{deployment.id}: {failure.message}")
+        if self._on_failure is not None:
+            self._on_failure(deployment.id, failure.kind)
         logger.warning(
             "upstream attempt failed: model=%s deployment=%s kind=%s status=%s error=%s",
             deployment.model_name,
