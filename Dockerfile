@@ -16,7 +16,7 @@ COPY proxy ./proxy
 COPY evaluator ./evaluator
 COPY policies ./policies
 COPY config ./config
-RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+RUN pip install --no-cache-dir --no-deps . \
     && useradd --create-home --uid 10001 pareto \
     && mkdir -p /data && chown pareto /data
 
