@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,8 +26,10 @@ from proxy.errors import ProxyError, error_body
 from proxy.forward import Forwarder
 from proxy.metrics import Metrics
 from proxy.recorder import Recorder
+from proxy.route_sync import RouteSync, sync_interval
 from proxy.route_table import RouteTable
 from proxy.routes import router
+from proxy.routes_admin import router as admin_router
 from proxy.state import AppState
 from proxy.upstream import new_session
 
@@ -117,6 +120,7 @@ def create_app(loaded: LoadedConfig, state: AppState | None = None) -> Gateway:
             app.router.routes.append(Route(path, endpoint, methods=["POST"]))
             hot_routes[path] = endpoint
     app.include_router(router)
+    app.include_router(admin_router)
     _install_error_handlers(app)
     return Gateway(app, hot_routes)
 
@@ -132,6 +136,8 @@ async def _flush_logs_periodically() -> None:
 
 async def _start(state: AppState) -> None:
     loaded = state.loaded
+    # Read before anything opens, so that an invalid value stops the start with nothing to close.
+    route_sync_seconds = sync_interval(os.environ)
     state.engine = make_engine(loaded.database_url)
     state.session = new_session()
     failures = state.metrics.upstream_failures
@@ -144,6 +150,10 @@ async def _start(state: AppState) -> None:
     state.recorder = Recorder(state.engine, on_drop=state.metrics.recorder_dropped.inc)
     state.recorder.start()
     state.background.append(asyncio.create_task(_flush_logs_periodically(), name="log-flush"))
+    if state.routes:
+        route_sync = RouteSync(state.engine, state.routes, route_sync_seconds)
+        await route_sync.load()
+        state.background.append(asyncio.create_task(route_sync.run(), name="route-sync"))
     # Objects that live as long as the process (modules, config, app) leave the collector's
     # view, so full collections stay short. Before this they added milliseconds to p99 latency.
     gc.collect()

@@ -6,6 +6,8 @@ The gateway checks what it must understand to route and record a request (`model
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import orjson
@@ -45,6 +47,11 @@ class ClientDisconnected(Exception):
     """The client went away before its request was complete."""
 
 
+# A number literal of 19 or more digits may not fit orjson's 64-bit integers, which it would
+# turn into floats. Such bodies are parsed again with the standard library, which keeps them.
+_LONG_NUMBER = re.compile(rb'(?<![\w."])-?\d{19,}')
+
+
 def parse_object(body: bytes) -> dict[str, Any]:
     """Parse a JSON object, or raise a 400 that says what is wrong."""
     if not body.strip():
@@ -59,6 +66,9 @@ def parse_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequestError(
             f"The request body must be a JSON object, not {_json_kind(data)}."
         )
+    if _LONG_NUMBER.search(body):
+        exact: dict[str, Any] = json.loads(body)
+        return exact
     return data
 
 

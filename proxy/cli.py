@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -115,13 +116,22 @@ def _serve(args: argparse.Namespace) -> int:
         # Worker processes import the app by name and read the configuration path from here.
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
         os.environ["PARETO_LOG_LEVEL"] = args.log_level
+        _exit_cleanly_after_signals()
         uvicorn.run("proxy.server:app", workers=args.workers, factory=True, **options)
         return 0
 
     state = build_state(loaded)
     logs.configure(args.log_level, state.secrets)
+    _exit_cleanly_after_signals()
     uvicorn.run(create_app(loaded, state), **options)
     return 0
+
+
+def _exit_cleanly_after_signals() -> None:
+    # uvicorn re-raises SIGTERM or SIGINT after its graceful shutdown, with the handlers that
+    # were installed before it started. A no-op handler here lets `serve` then exit with 0.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: None)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -73,7 +73,7 @@ class ModelInfo(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     id: str | None = None
-    mode: Literal["chat", "embedding", "completion"] | None = None
+    mode: str | None = None
     input_cost_per_token: float | None = Field(default=None, ge=0)
     output_cost_per_token: float | None = Field(default=None, ge=0)
     cache_read_input_token_cost: float | None = Field(default=None, ge=0)
@@ -108,7 +108,8 @@ class RouterSettings(_Section):
     retry_after: float = Field(default=0.0, ge=0)
     # Pareto's addition: the first retry waits about this long, doubling on each next one.
     retry_backoff_seconds: float = Field(default=0.25, ge=0)
-    routing_strategy: Literal["simple-shuffle"] = "simple-shuffle"
+    # Other LiteLLM strategies are accepted with a warning and served as simple-shuffle.
+    routing_strategy: str = "simple-shuffle"
 
 
 class GeneralSettings(_Section):
@@ -184,7 +185,7 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Load
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{file_path}: invalid YAML: {exc}"]) from exc
+        raise ConfigError([f"{file_path}: {_yaml_problem(exc)}"]) from exc
     loaded = parse_config(raw, env)
     return LoadedConfig(loaded.config, loaded.database_url, loaded.warnings, file_path)
 
@@ -196,11 +197,13 @@ def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
 
     warnings: list[str] = []
     resolved = _resolve_env(raw, "", environ, warnings)
+    secrets = _secret_values(resolved)
     warnings.extend(_unknown_keys(resolved))
     try:
         config = ParetoConfig.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, resolved)) from exc
+        raise ConfigError(_mask(_describe(exc, resolved), secrets)) from exc
+    warnings.extend(_unsupported_values(config))
 
     problems = _check_references(config)
     policy_problems, policy_warnings = check_policies(
@@ -209,12 +212,63 @@ def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
     problems.extend(policy_problems)
     warnings.extend(policy_warnings)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_mask(problems, secrets))
 
     database_url = (
         environ.get("DATABASE_URL") or config.general_settings.database_url or DEFAULT_DATABASE_URL
     )
-    return LoadedConfig(config, database_url, warnings)
+    return LoadedConfig(config, database_url, _mask(warnings, secrets))
+
+
+def _secret_values(node: Any, key: str = "") -> set[str]:
+    """Collect the values of secret keys anywhere in the document, to mask them in messages."""
+    if isinstance(node, dict):
+        found: set[str] = set()
+        for child_key, value in node.items():
+            found |= _secret_values(value, str(child_key))
+        return found
+    if isinstance(node, list):
+        return set().union(*(_secret_values(value, key) for value in node)) if node else set()
+    if key in SECRET_KEYS and node is not None and str(node):
+        return {str(node)}
+    return set()
+
+
+def _mask(messages: list[str], secrets: set[str]) -> list[str]:
+    masked = []
+    for message in messages:
+        for secret in sorted(secrets, key=len, reverse=True):
+            message = message.replace(secret, "(hidden)")
+        masked.append(message)
+    return masked
+
+
+def _unsupported_values(config: ParetoConfig) -> list[str]:
+    warnings = []
+    strategy = config.router_settings.routing_strategy
+    if strategy != "simple-shuffle":
+        warnings.append(
+            f"router_settings.routing_strategy: '{strategy}' is not supported by Pareto yet; "
+            "simple-shuffle is used"
+        )
+    for index, entry in enumerate(config.model_list):
+        mode = entry.model_info.mode
+        if mode is not None and mode not in ("chat", "embedding", "completion"):
+            warnings.append(
+                f"model_list[{index}].model_info.mode: '{mode}' is not supported by Pareto yet; "
+                "only chat completions and embeddings are forwarded"
+            )
+    return warnings
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    # PyYAML's own message quotes the offending line, which may hold a key: keep only the
+    # position and the problem.
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "cannot be parsed"
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def _resolve_env(node: Any, path: str, environ: dict[str, str], warnings: list[str]) -> Any:
@@ -298,7 +352,15 @@ def _join(path: str, key: str) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
+    # Containers are described, not printed: their values may hold keys.
+    if isinstance(value, dict) and value:
+        return _short_text(f"(a mapping with keys {', '.join(map(str, value))})")
+    if isinstance(value, list) and value:
+        return f"(a list of {len(value)} items)"
+    return _short_text(repr(value))
+
+
+def _short_text(text: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -10,6 +10,7 @@ have reached the client: streams are retried only until their first chunk arrive
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -167,7 +168,11 @@ def upstream_body(deployment: Deployment, payload: dict[str, Any]) -> bytes:
     body["model"] = deployment.upstream_model
     for key, value in deployment.defaults.items():
         body.setdefault(key, value)
-    return orjson.dumps(body)
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        # An integer beyond 64 bits, kept exact by the body parser.
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def client_error(failure: UpstreamFailure, deployment: Deployment | None) -> ProxyError:

@@ -102,7 +102,9 @@ def configure(level: str, secrets: Iterable[str]) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    # The gateway logs its own line per request; uvicorn's access line would repeat it.
+    logging.getLogger("uvicorn.access").disabled = True

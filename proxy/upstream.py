@@ -8,6 +8,7 @@ client session and 747 requests/s on httpx 0.29's AsyncClient.
 from __future__ import annotations
 
 import asyncio
+import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,13 @@ import orjson
 from proxy.deployments import Deployment
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+# aiohttp 3.14 warns about bytes bodies over 1 MiB; larger bodies go as a file-like payload.
+LARGE_BODY_BYTES = 1 << 20
+
+
+def _payload(body: bytes) -> bytes | io.BytesIO:
+    return io.BytesIO(body) if len(body) > LARGE_BODY_BYTES else body
 
 
 class UpstreamFailure(Exception):
@@ -107,7 +115,10 @@ async def post_json(
     timeout = aiohttp.ClientTimeout(total=deployment.timeout)
     try:
         async with session.post(
-            deployment.url(endpoint), data=body, headers=deployment.headers, timeout=timeout
+            deployment.url(endpoint),
+            data=_payload(body),
+            headers=deployment.headers,
+            timeout=timeout,
         ) as response:
             payload = await response.read()
             if response.status >= 400:
@@ -144,7 +155,10 @@ async def open_stream(
     try:
         async with asyncio.timeout(deployment.stream_timeout):
             response = await session.post(
-                deployment.url(endpoint), data=body, headers=deployment.headers, timeout=timeout
+                deployment.url(endpoint),
+                data=_payload(body),
+                headers=deployment.headers,
+                timeout=timeout,
             )
             if response.status >= 400:
                 payload = await response.read()

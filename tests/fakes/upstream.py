@@ -494,7 +494,7 @@ class FakeUpstream:
             _log.debug("Fake upstream on 127.0.0.1:%d stopped", port)
 
     def _make_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._handle_chat)
         app.router.add_post("/v1/embeddings", self._handle_embeddings)
         app.router.add_get("/v1/models", self._handle_models)
