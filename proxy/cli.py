@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a configuration file and exit")
     check.add_argument("config", help="path of the YAML configuration file")
     check.set_defaults(handler=_check_config)
+
+    from proxy.cli_policies import register
+
+    register(commands)
+
+    from proxy import cli_eval
+
+    cli_eval.register(commands)
     return parser
 
 

@@ -5,9 +5,9 @@ the event loop (`asyncio.to_thread`), the CLI calls them directly. A decision is
 `RoutingDecision.applied` is true: the route table of every gateway on the database follows the
 newest applied decision of each policy (see `proxy.route_sync`).
 
-An operator pin (`pareto route --model`) holds until `pareto route --auto` releases it, so an
-evaluation decision recorded while a pin is in force is stored with `applied` false and a reason
-that names the pin.
+An operator pin (`pareto route --model`) stays in force until `pareto route --auto` releases it,
+so an evaluation decision recorded meanwhile is stored with `applied` false and a reason that
+names the pin.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ MAX_LIST_LIMIT = 1000
 
 
 class DecisionError(Exception):
-    """An operator's change to a policy's route cannot be made; the message says why."""
+    """An operator's change to a policy's route cannot be made. The message explains why."""
 
 
 class AppliedRoute(NamedTuple):
@@ -57,8 +57,11 @@ class AppliedRoute(NamedTuple):
 
 @dataclass(frozen=True)
 class StoredDecision:
-    """One `routing_decision` row. `decision` is the stored `Decision.to_dict()`, or None for
-    an operator's pin or release, which has no candidate table."""
+    """One `routing_decision` row.
+
+    `decision` is the stored `Decision.to_dict()`, or None for an operator's pin or release,
+    which has no candidate table.
+    """
 
     id: int
     policy: str
@@ -108,7 +111,7 @@ class StoredDecision:
         return {
             "id": self.id,
             "policy": self.policy,
-            "created_at": self.created_at.isoformat() + "Z",
+            "created_at": self.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "previous_model": self.previous_model,
             "chosen_model": self.chosen_model,
             "mode": self.mode,
@@ -143,11 +146,11 @@ def record_decision(
         if decision.apply and held_by is not None:
             reason += (
                 f" Not applied, because an operator pinned {held_by.chosen_model} in decision "
-                f"{held_by.id}; `pareto route --auto` releases the pin."
+                f"{held_by.id}. `pareto route --auto` releases the pin."
             )
         row = RoutingDecision(
             policy=policy,
-            created_at=_utc_now(),
+            created_at=datetime.now(UTC),
             previous_model=decision.previous_model,
             chosen_model=decision.chosen_model,
             mode=decision.mode.value,
@@ -161,14 +164,14 @@ def record_decision(
 
 
 def record_pin(engine: Engine, policy: str, model: str, previous: str | None) -> int:
-    """Store an operator's pin of `policy` to `model`, applied at once; return its id.
+    """Store an operator's pin of `policy` to `model`, applied at once, and return its id.
 
     The caller checks that `model` is one of the policy's candidates. `previous` is the model
     the policy routes to before the pin.
     """
     row = RoutingDecision(
         policy=policy,
-        created_at=_utc_now(),
+        created_at=datetime.now(UTC),
         previous_model=previous,
         chosen_model=model,
         mode=Mode.PINNED.value,
@@ -192,7 +195,7 @@ def record_release(engine: Engine, policy: str, config: PolicyConfig) -> int:
     if settings.mode is Mode.PINNED:
         raise DecisionError(
             f"Policy {policy!r} is pinned to {settings.pin} in the configuration file, so there "
-            "is no operator pin to release; change its mode there instead."
+            "is no operator pin to release. Change its mode there instead."
         )
 
     with Session(engine) as session:
@@ -204,7 +207,7 @@ def record_release(engine: Engine, policy: str, config: PolicyConfig) -> int:
         model, why = _release_target(session, policy, config)
         row = RoutingDecision(
             policy=policy,
-            created_at=_utc_now(),
+            created_at=datetime.now(UTC),
             previous_model=current.chosen_model,
             chosen_model=model,
             mode=settings.mode.value,
@@ -233,7 +236,8 @@ def latest_applied(engine: Engine) -> dict[str, AppliedRoute]:
     with Session(engine) as session:
         rows = session.execute(query).all()
     return {
-        policy: AppliedRoute(model, id_, mode, source) for policy, model, id_, mode, source in rows
+        policy: AppliedRoute(model, decision_id, mode, source)
+        for policy, model, decision_id, mode, source in rows
     }
 
 
@@ -270,19 +274,18 @@ def resolve_route(config: PolicyConfig, applied: AppliedRoute | None) -> Route:
     settings = config.routing()
     if settings.mode is Mode.PINNED:
         assert settings.pin is not None  # PolicySettings requires a pin in pinned mode
-        pinned_here = (
-            applied is not None
-            and applied.model == settings.pin
-            and applied.mode == Mode.PINNED.value
-        )
-        return Route(settings.pin, applied.decision_id if pinned_here and applied else None)
+        # Name a stored decision only when it pinned the same model: an auto decision that
+        # chose the pinned model did not put the route there.
+        if applied is None or applied.mode != Mode.PINNED.value or applied.model != settings.pin:
+            return Route(settings.pin)
+        return Route(settings.pin, applied.decision_id)
     if applied is None or applied.model not in config.candidates:
         return Route(config.reference)
     return Route(applied.model, applied.decision_id)
 
 
 def _release_target(session: Session, policy: str, config: PolicyConfig) -> tuple[str, str]:
-    """Return the model a released policy returns to and the sentence that says why."""
+    """Return the model a released policy returns to and the sentence that explains it."""
     query = (
         select(RoutingDecision)
         .where(
@@ -344,11 +347,6 @@ def _insert(session: Session, row: RoutingDecision) -> int:
     return row.id
 
 
-def _utc_now() -> datetime:
-    # Naive UTC, because the column has no time zone on PostgreSQL and SQLite alike.
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 # Savings to date
 
 
@@ -359,7 +357,7 @@ class CostRatios:
     `by_model[m]` is the reference model's cost per request divided by m's, both from the
     candidate table of decision `decision_id`. `free_models` were measured at $0 per request,
     so no ratio exists for them. With no usable table, `decision_id` may be set but both
-    collections are empty and `problem` says why.
+    collections are empty and `problem` explains why.
     """
 
     reference: str
@@ -388,7 +386,7 @@ class CostRatios:
 
 
 def reference_cost_ratios(engine: Engine, policy: str, reference: str) -> CostRatios:
-    """Read the ratios from the newest evaluation decision of `policy` with a candidate table."""
+    """Read the ratios from the candidate table of the newest evaluation decision of `policy`."""
     query = (
         select(RoutingDecision)
         .where(
@@ -396,14 +394,15 @@ def reference_cost_ratios(engine: Engine, policy: str, reference: str) -> CostRa
             col(RoutingDecision.source) == SOURCE_EVALUATION,
         )
         .order_by(col(RoutingDecision.id).desc())
+        .limit(1)
     )
     with Session(engine) as session:
-        for row in session.execute(query).scalars():
-            stored = StoredDecision.from_row(row)
-            if stored.candidates:
-                return CostRatios.from_table(reference, stored.candidates, stored.id)
-    problem = "no evaluation decision of this policy has a candidate table yet"
-    return CostRatios(reference, None, None, {}, frozenset(), problem)
+        row = session.execute(query).scalars().first()
+    stored = None if row is None else StoredDecision.from_row(row)
+    if stored is None or not stored.candidates:
+        problem = "no evaluation decision of this policy has a candidate table yet"
+        return CostRatios(reference, None, None, {}, frozenset(), problem)
+    return CostRatios.from_table(reference, stored.candidates, stored.id)
 
 
 @dataclass(frozen=True)
@@ -432,7 +431,7 @@ class Savings:
     """A policy's actual spend against the estimated cost of the reference model, to date.
 
     `saved_share` is `saved_usd / reference_usd`, None when the reference cost is 0. `method`
-    says how `reference_usd` was estimated.
+    describes how `reference_usd` was estimated.
     """
 
     requests: int
@@ -463,6 +462,8 @@ def savings_to_date(engine: Engine, policy: str, reference_cost_ratio: CostRatio
     measured cost per request each. Requests served by the reference model, by a model the table
     lacks, or by no model count at their own cost.
     """
+    # NOTE: this aggregates every request row of the policy on each call. That suits an admin
+    # page, but the time grows with the request log because no running total is kept.
     succeeded = case((col(RequestLog.status) < 400, 1), else_=0)
     query = (
         select(
@@ -517,20 +518,53 @@ def _savings_method(ratios: CostRatios, priced_as_free: int, unknown: int) -> st
     parts = [
         "estimate: each request served by a non-reference model is priced at its own cost "
         f"times the reference model's measured cost per request relative to the serving "
-        f"model's, from decision {ratios.decision_id}'s candidate table"
+        f"model's, from decision {ratios.decision_id}'s candidate table."
     ]
     if priced_as_free:
         parts.append(
             f"{priced_as_free} requests served by a model measured at $0 per request are priced "
-            f"at the reference model's ${ratios.reference_cost_usd:.6f} per request, failed "
-            "ones at $0"
+            f"at the reference model's ${ratios.reference_cost_usd:.6f} per request, and the "
+            "failed ones at $0."
         )
     if unknown:
         parts.append(
-            f"{unknown} requests served by a model missing from that table count at their own cost"
+            f"{unknown} requests served by a model missing from that table count at their own cost."
         )
     parts.append(
-        f"requests served by the reference model {ratios.reference}, and requests that failed "
+        f"Requests served by the reference model {ratios.reference}, and requests that failed "
         "before a model was chosen, count at their own cost."
     )
-    return "; ".join(parts)
+    return " ".join(parts)
+
+
+def describe_policies(
+    engine: Engine, configs: dict[str, PolicyConfig], current: dict[str, Route]
+) -> list[dict[str, Any]]:
+    """Describe each policy from its configuration, its current route and the database."""
+    described = []
+    for name, config in configs.items():
+        route = current[name]
+        decisions = list_decisions(engine, name, limit=1)
+        last = decisions[0] if decisions else None
+        in_force = None if route.decision_id is None else get_decision(engine, route.decision_id)
+        ratios = reference_cost_ratios(engine, name, config.reference)
+        settings = config.routing()
+
+        mode = settings.mode.value
+        pinned_by = "config" if settings.mode is Mode.PINNED else None
+        if pinned_by is None and in_force is not None and in_force.operator_pin:
+            mode, pinned_by = Mode.PINNED.value, "operator"
+        described.append(
+            {
+                "policy": name,
+                "model": route.model,
+                "decision_id": route.decision_id,
+                "mode": mode,
+                "pinned_by": pinned_by,
+                "reference": config.reference,
+                "candidates": list(config.candidates),
+                "last_decision": last.to_dict() if last is not None else None,
+                "savings": savings_to_date(engine, name, ratios).to_dict(),
+            }
+        )
+    return described

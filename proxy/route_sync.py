@@ -1,9 +1,9 @@
 """Keep a gateway's in-memory route table in step with the applied decisions in the database.
 
 Every gateway on one database polls the newest applied decision of each policy every
-`PARETO_ROUTE_SYNC_SECONDS` (default 2, below 10) and swaps the routes that differ, so a
-decision recorded by the evaluator, or by `pareto route` on another machine, reaches every
-replica within one interval plus one query. Each poll reads the newest row of every policy
+`PARETO_ROUTE_SYNC_SECONDS` (default 2, below 10) and swaps the routes that differ. A decision
+recorded by the evaluator, or by `pareto route` on another machine, so reaches every replica
+within one interval plus one query. Each poll reads the newest row of every policy
 instead of the rows after the last id seen, because PostgreSQL may commit a lower id after a
 higher one.
 
@@ -56,7 +56,7 @@ def sync_interval(environ: Mapping[str, str]) -> float:
 def resolve_routes(
     policies: Mapping[str, PolicyConfig], applied: Mapping[str, AppliedRoute]
 ) -> dict[str, Route]:
-    """Return the route of every configured policy; decisions of unknown policies are ignored."""
+    """Return the route of every configured policy, ignoring decisions of unknown policies."""
     return {name: resolve_route(config, applied.get(name)) for name, config in policies.items()}
 
 
@@ -92,7 +92,7 @@ class RouteSync:
             await self.poll()
 
     async def poll(self) -> bool:
-        """Read the applied decisions and apply the routes that changed; False on failure.
+        """Read the applied decisions and apply the routes that changed. Return False on failure.
 
         A database error is logged and leaves every route as it is.
         """
@@ -131,7 +131,7 @@ class RouteSync:
             self._stale_warned.add(route.decision_id)
             logger.warning(
                 "decision %d routes policy %s to %s, which is not one of its candidates in "
-                "the configuration; the policy stays on its reference model %s",
+                "the configuration, so the policy stays on its reference model %s",
                 route.decision_id,
                 policy,
                 route.model,

@@ -1,6 +1,6 @@
 """Read-only admin routes: each policy's route, its decisions and its savings to date.
 
-Both routes take the master key, like `/v1/models`; a gateway configured without one is open.
+Both routes take the master key, like `/v1/models`. A gateway configured without one is open.
 Errors use the OpenAI error envelope.
 """
 
@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from policies import Mode
-from proxy.decisions import (
-    DEFAULT_LIST_LIMIT,
-    MAX_LIST_LIMIT,
-    get_decision,
-    list_decisions,
-    reference_cost_ratios,
-    savings_to_date,
-)
+from proxy.decisions import DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, describe_policies, list_decisions
 from proxy.errors import InvalidRequestError, ProxyError
-from proxy.policy_config import PolicyConfig
-from proxy.route_table import Route
 from proxy.state import AppState
 
 router = APIRouter()
@@ -69,39 +59,6 @@ async def get_decisions(
     return JSONResponse({"object": "list", "data": [row.to_dict() for row in rows]})
 
 
-def describe_policies(
-    engine: Engine, configs: dict[str, PolicyConfig], current: dict[str, Route]
-) -> list[dict[str, Any]]:
-    """Describe each policy from its configuration, its current route and the database."""
-    described = []
-    for name, config in configs.items():
-        route = current[name]
-        decisions = list_decisions(engine, name, limit=1)
-        last = decisions[0] if decisions else None
-        in_force = None if route.decision_id is None else get_decision(engine, route.decision_id)
-        ratios = reference_cost_ratios(engine, name, config.reference)
-        settings = config.routing()
-
-        mode = settings.mode.value
-        pinned_by = "config" if settings.mode is Mode.PINNED else None
-        if pinned_by is None and in_force is not None and in_force.operator_pin:
-            mode, pinned_by = Mode.PINNED.value, "operator"
-        described.append(
-            {
-                "policy": name,
-                "model": route.model,
-                "decision_id": route.decision_id,
-                "mode": mode,
-                "pinned_by": pinned_by,
-                "reference": config.reference,
-                "candidates": list(config.candidates),
-                "last_decision": last.to_dict() if last is not None else None,
-                "savings": savings_to_date(engine, name, ratios).to_dict(),
-            }
-        )
-    return described
-
-
 def _state(request: Request) -> AppState:
     state: AppState = request.app.state.pareto
     return state
@@ -110,7 +67,7 @@ def _state(request: Request) -> AppState:
 def _engine(state: AppState) -> Engine:
     if state.engine is None:
         raise ProxyError(
-            "The gateway has not connected to its database yet; retry in a moment.",
+            "The gateway has not connected to its database yet. Retry in a moment.",
             status=503,
             code="database_unavailable",
         )
