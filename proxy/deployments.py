@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from yarl import URL
 
 from evaluator.pricing import Prices, lookup_prices
@@ -114,6 +115,14 @@ class Deployment:
     failures: deque[float] = field(default_factory=deque)
     cooldown_until: float = 0.0
     _urls: dict[str, URL] = field(default_factory=dict)
+    _client_timeout: aiohttp.ClientTimeout | None = None
+
+    @property
+    def client_timeout(self) -> aiohttp.ClientTimeout:
+        """Return the total timeout of a non-streaming call, built once."""
+        if self._client_timeout is None:
+            self._client_timeout = aiohttp.ClientTimeout(total=self.timeout)
+        return self._client_timeout
 
     def url(self, endpoint: str) -> URL:
         """Return the endpoint's URL, parsed once per deployment instead of once per call."""

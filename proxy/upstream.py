@@ -102,6 +102,9 @@ def new_session() -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
     return aiohttp.ClientSession(
         connector=connector,
+        # One session serves every client: cookies set by an upstream must not be stored and
+        # sent on with another client's request. Skipping the jar also saves time per call.
+        cookie_jar=aiohttp.DummyCookieJar(),
         json_serialize=lambda value: orjson.dumps(value).decode(),
         auto_decompress=True,
         skip_auto_headers=("User-Agent",),
@@ -112,7 +115,7 @@ async def post_json(
     session: aiohttp.ClientSession, deployment: Deployment, endpoint: str, body: bytes
 ) -> JsonReply:
     """POST `body` and return the parsed JSON answer, or raise `UpstreamFailure`."""
-    timeout = aiohttp.ClientTimeout(total=deployment.timeout)
+    timeout = deployment.client_timeout
     try:
         async with session.post(
             deployment.url(endpoint),
