@@ -101,3 +101,18 @@ class Judgment(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text))
     cost_usd: float = 0.0
     created_at: datetime
+
+
+class SamplingState(SQLModel, table=True):
+    """The case sampler's progress in one policy, kept so that sampling continues after a restart.
+
+    `seen` counts the distinct requests offered to the policy's reservoir so far: the n of
+    reservoir sampling, which sets the chance that the next request replaces a stored case.
+    Writers of a policy's cases lock this row first, so that replicas and imports take turns.
+    """
+
+    __tablename__ = "sampling_state"
+
+    policy: str = Field(primary_key=True, max_length=128)
+    seen: int = 0
+    updated_at: datetime

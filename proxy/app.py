@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from evaluator.sampler import CaseSampler
 from proxy import logs
 from proxy.config import LoadedConfig
 from proxy.db import make_engine, normalize_url
@@ -30,6 +31,7 @@ from proxy.route_sync import RouteSync, sync_interval
 from proxy.route_table import RouteTable
 from proxy.routes import router
 from proxy.routes_admin import router as admin_router
+from proxy.sampling import sampling_policies
 from proxy.state import AppState
 from proxy.upstream import new_session
 
@@ -149,6 +151,13 @@ async def _start(state: AppState) -> None:
     )
     state.recorder = Recorder(state.engine, on_drop=state.metrics.recorder_dropped.inc)
     state.recorder.start()
+    if loaded.config.policies:
+        state.sampler = CaseSampler(
+            state.engine,
+            sampling_policies(loaded.config),
+            on_drop=lambda count: state.metrics.sampler_dropped.inc(count),
+        )
+        state.sampler.start()
     state.background.append(asyncio.create_task(_flush_logs_periodically(), name="log-flush"))
     if state.routes:
         route_sync = RouteSync(state.engine, state.routes, route_sync_seconds)
@@ -173,6 +182,8 @@ async def _stop(state: AppState) -> None:
         task.cancel()
     await asyncio.gather(*state.background, return_exceptions=True)
     state.background.clear()
+    if state.sampler is not None:
+        await state.sampler.stop()
     if state.recorder is not None:
         await state.recorder.stop()
         logger.info("request rows written: %d", state.recorder.written)

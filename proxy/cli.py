@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
 
     register(commands)
 
+    from proxy import cli_cases
+
+    cli_cases.register(commands)
+
     from proxy import cli_eval
 
     cli_eval.register(commands)

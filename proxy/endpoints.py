@@ -13,8 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
+from evaluator.sampler import should_sample
 from proxy import body as bodies
 from proxy.deployments import Deployment
 from proxy.disconnect import CLIENT_CLOSED_REQUEST, DisconnectWatch
@@ -45,6 +47,7 @@ class Exchange:
     target_model: str = ""
     policy: str | None = None
     decision_id: int | None = None
+    sample: bool = False
     stream: bool = False
     status: int = 200
     error_type: str | None = None
@@ -69,6 +72,7 @@ class ForwardingEndpoint:
     """Shared request handling of the two forwarding endpoints."""
 
     endpoint = "chat/completions"
+    samples = False  # whether successful requests of a policy may become benchmark cases
 
     def __init__(self, state: AppState) -> None:
         self.state = state
@@ -123,6 +127,8 @@ class ForwardingEndpoint:
                 exchange.policy = policy
                 exchange.decision_id = route.decision_id
                 exchange.target_model = route.model
+                rate = routes.policy(policy).sample_rate
+                exchange.sample = self.samples and should_sample(self.state.sample_rng, rate)
                 return
         if requested not in self.state.groups:
             raise ModelNotFoundError(requested)
@@ -153,6 +159,8 @@ class ForwardingEndpoint:
 
         assert trace.deployment is not None
         self.account(exchange, trace.deployment, reply.data.get("usage"))
+        if exchange.sample:
+            self.offer_case(exchange, payload, _first_answer(reply.data), trace)
         headers = [JSON_TYPE, *exchange.headers(trace)]
         headers.append((b"x-pareto-cost-usd", format_cost(exchange.cost).encode()))
         exchange.response_started = True
@@ -168,6 +176,17 @@ class ForwardingEndpoint:
         )
         if exchange.usage.prompt_tokens or exchange.usage.completion_tokens:
             self.state.warn_unpriced(deployment)
+
+    def offer_case(
+        self, exchange: Exchange, payload: dict[str, Any], answer: str | None, trace: Trace
+    ) -> None:
+        """Hand a successful request of a policy to the case sampler (a queue append)."""
+        sampler = self.state.sampler
+        if sampler is None or exchange.policy is None or trace.deployment is None:
+            return
+        messages = payload.get("messages") or []
+        served = trace.deployment.model_name
+        sampler.offer(exchange.policy, messages, answer, served, exchange.request_id)
 
     def metric_label(self, exchange: Exchange, served: str | None) -> str:
         if served is not None:
@@ -230,6 +249,7 @@ class ForwardingEndpoint:
 
 class ChatCompletions(ForwardingEndpoint):
     endpoint = "chat/completions"
+    samples = True
 
     def check(self, payload: dict[str, Any]) -> None:
         bodies.check_messages(payload)
@@ -281,6 +301,21 @@ def format_cost(cost: float) -> str:
 
 def _clip(value: str | None, limit: int = 256) -> str | None:
     return value if value is None or len(value) <= limit else value[:limit]
+
+
+def _first_answer(data: dict[str, Any]) -> str | None:
+    """Return the first choice's text, or its tool calls as JSON, from a chat completion."""
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    calls = message.get("tool_calls")
+    return orjson.dumps(calls).decode() if calls else None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

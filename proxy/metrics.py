@@ -70,6 +70,11 @@ class Metrics:
             "Request rows dropped because the recorder's queue was full.",
             registry=self.registry,
         )
+        self.sampler_dropped = Counter(
+            "pareto_sampler_dropped_cases",
+            "Sampled requests dropped because the case sampler's queue was full.",
+            registry=self.registry,
+        )
         self.recorder_queued = Gauge(
             "pareto_recorder_queued_rows",
             "Request rows waiting to be written to the database.",

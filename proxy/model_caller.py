@@ -9,12 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
 from evaluator.calls import CallResult
 from proxy.errors import ProxyError
 from proxy.forward import Forwarder, Trace
-from proxy.sse import SseRelay
+from proxy.sse import AnswerCollector, SseRelay
 from proxy.upstream import UpstreamFailure
 from proxy.usage import Usage
 
@@ -38,7 +36,7 @@ class GatewayModelCaller:
         started = time.perf_counter()
         trace = Trace()
         relay = SseRelay(hide_usage=False)
-        answer = _Answer()
+        answer = AnswerCollector()
         ttft: float | None = None
         try:
             stream, first = await self._forwarder.open_stream(
@@ -69,44 +67,6 @@ class GatewayModelCaller:
             latency_ms=(time.perf_counter() - started) * 1000,
             ttft_ms=ttft,
         )
-
-
-class _Answer:
-    """Reassemble the first choice's content and tool calls from stream events."""
-
-    def __init__(self) -> None:
-        self._content: list[str] = []
-        self._tool_calls: dict[int, dict[str, Any]] = {}
-
-    def add(self, events: bytes) -> None:
-        for line in events.splitlines():
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]" or not data:
-                continue
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                continue
-            for choice in chunk.get("choices") or []:
-                if choice.get("index", 0) == 0:
-                    self._delta(choice.get("delta") or {})
-
-    def _delta(self, delta: dict[str, Any]) -> None:
-        if isinstance(delta.get("content"), str):
-            self._content.append(delta["content"])
-        for call in delta.get("tool_calls") or []:
-            slot = self._tool_calls.setdefault(call.get("index", 0), {"name": "", "arguments": ""})
-            function = call.get("function") or {}
-            slot["name"] += function.get("name") or ""
-            slot["arguments"] += function.get("arguments") or ""
-
-    def text(self) -> str:
-        if self._content or not self._tool_calls:
-            return "".join(self._content)
-        calls = [self._tool_calls[index] for index in sorted(self._tool_calls)]
-        return orjson.dumps(calls).decode()
 
 
 def _tokens(usage: Usage) -> tuple[int, int, int]:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from evaluator.redaction import RedactionConfigError, Redactor
 from evaluator.schedule_spec import parse_schedule
 from policies import PolicySettings
 
@@ -138,6 +139,15 @@ def check_policies(
             )
     if evaluation.judge_model is not None:
         _require_model(problems, "evaluation.judge_model", evaluation.judge_model, model_names)
+    redactions = {"evaluation.redaction": evaluation.redaction}
+    redactions.update(
+        {f"policies.{name}.redaction": p.redaction for name, p in policies.items() if p.redaction}
+    )
+    for path, redaction in redactions.items():
+        try:
+            Redactor.from_settings(redaction.model_dump(), where=path)
+        except RedactionConfigError as exc:
+            problems.append(str(exc))
     return problems, warnings
 
 

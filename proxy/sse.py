@@ -89,3 +89,41 @@ def _event_data(event: bytes) -> dict[str, Any] | None:
 def error_event(body: dict[str, Any]) -> bytes:
     """Format an error as the final event of a broken stream."""
     return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+class AnswerCollector:
+    """The first choice's text (or tool calls as JSON), rebuilt from stream events."""
+
+    def __init__(self) -> None:
+        self._content: list[str] = []
+        self._tool_calls: dict[int, dict[str, Any]] = {}
+
+    def add(self, events: bytes) -> None:
+        for line in events.splitlines():
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]" or not data:
+                continue
+            try:
+                chunk = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            for choice in chunk.get("choices") or []:
+                if choice.get("index", 0) == 0:
+                    self._delta(choice.get("delta") or {})
+
+    def _delta(self, delta: dict[str, Any]) -> None:
+        if isinstance(delta.get("content"), str):
+            self._content.append(delta["content"])
+        for call in delta.get("tool_calls") or []:
+            slot = self._tool_calls.setdefault(call.get("index", 0), {"name": "", "arguments": ""})
+            function = call.get("function") or {}
+            slot["name"] += function.get("name") or ""
+            slot["arguments"] += function.get("arguments") or ""
+
+    def text(self) -> str:
+        if self._content or not self._tool_calls:
+            return "".join(self._content)
+        calls = [self._tool_calls[index] for index in sorted(self._tool_calls)]
+        return orjson.dumps(calls).decode()

@@ -7,6 +7,7 @@ import hmac
 import itertools
 import logging
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import aiohttp
     from sqlalchemy.engine import Engine
 
+    from evaluator.sampler import CaseSampler
     from proxy.forward import Forwarder
     from proxy.recorder import Recorder
 
@@ -49,6 +51,8 @@ class AppState:
     recorder: Recorder | None = None
     unpriced_warned: set[str] = field(default_factory=set)
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    sampler: CaseSampler | None = None
+    sample_rng: random.Random = field(default_factory=random.Random)
     started_at: float = field(default_factory=time.time)
     # Request ids: a random per-process prefix and a counter, unique across replicas and
     # cheaper than uuid4 (whose os.urandom call showed up at 3% of request-path time).

@@ -16,7 +16,7 @@ from starlette.types import Receive, Send
 from proxy.disconnect import CLIENT_CLOSED_REQUEST, DisconnectWatch
 from proxy.errors import UpstreamError
 from proxy.forward import Trace, client_error
-from proxy.sse import SseRelay, error_event
+from proxy.sse import AnswerCollector, SseRelay, error_event
 from proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
@@ -55,20 +55,23 @@ async def relay_stream(
             return
 
         relay = SseRelay(hide_usage=not client_wants_usage)
+        answer = AnswerCollector() if exchange.sample else None
         try:
             start = [*EVENT_STREAM_HEADERS, *exchange.headers(trace)]
             exchange.response_started = True
             await send({"type": "http.response.start", "status": 200, "headers": start})
-            await _send_chunk(send, relay.feed(first))
+            await _send_chunk(send, relay.feed(first), answer)
             exchange.ttft = time.perf_counter() - exchange.started
             async for chunk in stream.chunks():
-                await _send_chunk(send, relay.feed(chunk))
-            await _send_chunk(send, relay.flush())
+                await _send_chunk(send, relay.feed(chunk), answer)
+            await _send_chunk(send, relay.flush(), answer)
             if not relay.saw_done:
                 raise UpstreamFailure(
                     "connection", "the stream ended before its final [DONE] event"
                 )
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if answer is not None:
+                owner.offer_case(exchange, payload, answer.text(), trace)
         except UpstreamFailure as failure:
             error = client_error(failure, trace.deployment)
             if not isinstance(error, UpstreamError):
@@ -91,9 +94,12 @@ async def relay_stream(
                 owner.account(exchange, trace.deployment, relay.usage)
 
 
-async def _send_chunk(send: Send, data: bytes) -> None:
-    if data:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
+async def _send_chunk(send: Send, data: bytes, answer: AnswerCollector | None) -> None:
+    if not data:
+        return
+    if answer is not None:
+        answer.add(data)
+    await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
 async def _finish_with_error(send: Send, body: dict[str, Any]) -> None:
