@@ -2,8 +2,11 @@
 
 Runs, in one process tree and side by side, wrk against a fast local upstream directly and
 through `pareto serve` (one worker, request record on, INFO logging to a file), at 1 and at 16
-connections, alternating the two for several rounds and reporting medians. When a LiteLLM proxy
-executable is found (see --litellm), it is measured on the same upstream at 16 connections too.
+connections, alternating the settings for several rounds and reporting medians. The gateway is
+measured twice: with requests naming the model, and with requests naming a policy, which adds
+the route-table lookup and the sampling decision (1% of requests become benchmark cases).
+When a LiteLLM proxy executable is found (see --litellm), it is measured on the same upstream
+at 16 connections too.
 
     python benchmarks/proxy_overhead.py [--seconds 10] [--rounds 3] [--litellm PATH]
 
@@ -33,6 +36,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 MASTER_KEY = "sk-bench-master-key"
 BODY = '{"model":"bench","messages":[{"role":"user","content":"Say ok."}]}'
+# The same request naming a policy: routed through the route table to its current model.
+POLICY_BODY = '{"model":"bench-policy","messages":[{"role":"user","content":"Say ok."}]}'
 
 TARGET_RPS_16 = 4000.0
 TARGET_ADDED_P50_MS = 0.5
@@ -114,6 +119,20 @@ def median(samples: list[Sample], field: str) -> float:
 
 
 def pareto_config(upstream_port: int) -> str:
+    return (
+        litellm_config(upstream_port)
+        + """
+policies:
+  bench-policy:
+    reference: bench
+    candidates: [bench]
+    sample_rate: 0.01
+    judge: checks
+"""
+    )
+
+
+def litellm_config(upstream_port: int) -> str:
     return f"""
 model_list:
   - model_name: bench
@@ -173,6 +192,8 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="pareto-bench-"))
     script = workdir / "post.lua"
     script.write_text(WRK_SCRIPT % {"body": BODY, "key": MASTER_KEY})
+    policy_script = workdir / "policy.lua"
+    policy_script.write_text(WRK_SCRIPT % {"body": POLICY_BODY, "key": MASTER_KEY})
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}"}
 
     upstream_port, pareto_port = free_port(), free_port()
@@ -198,8 +219,13 @@ def main() -> int:
         results: dict[tuple[str, int], list[Sample]] = {}
         for _ in range(args.rounds):
             for connections in (1, 16):
-                for name, url in (("direct", direct_url), ("pareto", pareto_url)):
-                    sample = run_wrk(script, url, connections, args.seconds)
+                settings = (
+                    ("direct", direct_url, script),
+                    ("pareto", pareto_url, script),
+                    ("pareto policy", pareto_url, policy_script),
+                )
+                for name, url, body_script in settings:
+                    sample = run_wrk(body_script, url, connections, args.seconds)
                     results.setdefault((name, connections), []).append(sample)
         rss = peak_rss_mb(gateway.pid)
 
@@ -212,7 +238,10 @@ def main() -> int:
             stop(process)
 
     measured = [
-        sample for (name, _), runs in results.items() if name == "pareto" for sample in runs
+        sample
+        for (name, _), runs in results.items()
+        if name.startswith("pareto")
+        for sample in runs
     ]
     sent = warmup.requests + sum(sample.requests for sample in measured)
     rows = count_rows(workdir / "bench.db")
@@ -224,7 +253,7 @@ def measure_litellm(
 ) -> list[Sample]:
     port = free_port()
     config = workdir / "litellm.yaml"
-    config.write_text(pareto_config(upstream_port))
+    config.write_text(litellm_config(upstream_port))
     env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     env.pop("DATABASE_URL", None)
     process = start(
@@ -270,18 +299,23 @@ def report(
             f"{median(litellm, 'p50_ms'):>10.3f}{median(litellm, 'p99_ms'):>10.3f}{errors:>8}"
         )
 
-    pareto_1, direct_1 = results[("pareto", 1)], results[("direct", 1)]
-    added_p50 = median(pareto_1, "p50_ms") - median(direct_1, "p50_ms")
-    added_p99 = median(pareto_1, "p99_ms") - median(direct_1, "p99_ms")
-    rps_16 = median(results[("pareto", 16)], "rps")
+    direct_1 = results[("direct", 1)]
     failures = sum(sample.errors for samples in results.values() for sample in samples)
-    checks = [
-        (f"requests/s at 16 connections: {rps_16:,.0f}", rps_16 >= TARGET_RPS_16,
-         f">= {TARGET_RPS_16:,.0f}"),
-        (f"added p50 latency at 1 connection: {added_p50:.3f} ms", added_p50 <= TARGET_ADDED_P50_MS,
-         f"<= {TARGET_ADDED_P50_MS} ms"),
-        (f"added p99 latency at 1 connection: {added_p99:.3f} ms", added_p99 <= TARGET_ADDED_P99_MS,
-         f"<= {TARGET_ADDED_P99_MS} ms"),
+    checks = []
+    for name in ("pareto", "pareto policy"):
+        added_p50 = median(results[(name, 1)], "p50_ms") - median(direct_1, "p50_ms")
+        added_p99 = median(results[(name, 1)], "p99_ms") - median(direct_1, "p99_ms")
+        rps = median(results[(name, 16)], "rps")
+        checks += [
+            (f"{name}: requests/s at 16 connections: {rps:,.0f}", rps >= TARGET_RPS_16,
+             f">= {TARGET_RPS_16:,.0f}"),
+            (f"{name}: added p50 latency at 1 connection: {added_p50:.3f} ms",
+             added_p50 <= TARGET_ADDED_P50_MS, f"<= {TARGET_ADDED_P50_MS} ms"),
+            (f"{name}: added p99 latency at 1 connection: {added_p99:.3f} ms",
+             added_p99 <= TARGET_ADDED_P99_MS, f"<= {TARGET_ADDED_P99_MS} ms"),
+        ]  # fmt: skip
+    rps_16 = median(results[("pareto", 16)], "rps")
+    checks += [
         (f"peak RSS of the gateway: {rss:.1f} MB", rss < TARGET_RSS_MB, f"< {TARGET_RSS_MB:g} MB"),
         (f"request rows written: {rows:,} of {sent:,} requests sent", rows >= sent, "all"),
         (f"failed requests: {failures}", failures == 0, "0"),
