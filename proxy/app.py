@@ -32,6 +32,7 @@ from proxy.route_table import RouteTable
 from proxy.routes import router
 from proxy.routes_admin import router as admin_router
 from proxy.sampling import sampling_policies
+from proxy.scheduler import EvaluationScheduler
 from proxy.state import AppState
 from proxy.upstream import new_session
 
@@ -163,6 +164,8 @@ async def _start(state: AppState) -> None:
         route_sync = RouteSync(state.engine, state.routes, route_sync_seconds)
         await route_sync.load()
         state.background.append(asyncio.create_task(route_sync.run(), name="route-sync"))
+        state.scheduler = EvaluationScheduler(state)
+        state.scheduler.start()
     # Objects that live as long as the process (modules, config, app) leave the collector's
     # view, so full collections stay short. Before this they added milliseconds to p99 latency.
     gc.collect()
@@ -178,6 +181,8 @@ async def _start(state: AppState) -> None:
 
 
 async def _stop(state: AppState) -> None:
+    if state.scheduler is not None:
+        await state.scheduler.stop()
     for task in state.background:
         task.cancel()
     await asyncio.gather(*state.background, return_exceptions=True)

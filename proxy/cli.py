@@ -74,7 +74,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def _load_or_report(path: str) -> LoadedConfig | None:
+def load_or_report(path: str) -> LoadedConfig | None:
     try:
         loaded = load_config(path)
     except ConfigError as exc:
@@ -88,7 +88,7 @@ def _load_or_report(path: str) -> LoadedConfig | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    loaded = _load_or_report(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return EXIT_CONFIG_ERROR
     from proxy.deployments import build_groups
@@ -105,7 +105,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    loaded = _load_or_report(args.config)
+    loaded = load_or_report(args.config)
     if loaded is None:
         return EXIT_CONFIG_ERROR
 

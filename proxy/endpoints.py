@@ -22,12 +22,13 @@ from proxy.deployments import Deployment
 from proxy.disconnect import CLIENT_CLOSED_REQUEST, DisconnectWatch
 from proxy.errors import InvalidRequestError, ModelNotFoundError, ProxyError
 from proxy.forward import Trace
+from proxy.logs import REQUEST_LOGGER
 from proxy.recorder import RequestRow
 from proxy.state import AppState
 from proxy.streaming import relay_stream
 from proxy.usage import Usage
 
-logger = logging.getLogger("proxy.requests")
+logger = logging.getLogger(REQUEST_LOGGER)
 
 JSON_TYPE = (b"content-type", b"application/json")
 INTERNAL_ERROR = ProxyError(

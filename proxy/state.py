@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from evaluator.sampler import CaseSampler
     from proxy.forward import Forwarder
     from proxy.recorder import Recorder
+    from proxy.scheduler import EvaluationScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class AppState:
     unpriced_warned: set[str] = field(default_factory=set)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     sampler: CaseSampler | None = None
+    scheduler: EvaluationScheduler | None = None
     sample_rng: random.Random = field(default_factory=random.Random)
     started_at: float = field(default_factory=time.time)
     # Request ids: a random per-process prefix and a counter, unique across replicas and

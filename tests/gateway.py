@@ -40,6 +40,7 @@ class RunningGateway:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._clients: list[openai.OpenAI] = []
         self.port = 0
 
     @property
@@ -51,9 +52,12 @@ class RunningGateway:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self, api_key: str = MASTER_KEY, **options: Any) -> openai.OpenAI:
+        """Return an openai client for this gateway; `stop()` closes it."""
         options.setdefault("max_retries", 0)
         options.setdefault("timeout", 20.0)
-        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=api_key, **options)
+        client = openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=api_key, **options)
+        self._clients.append(client)
+        return client
 
     def start(self) -> Self:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -93,6 +97,9 @@ class RunningGateway:
         asyncio.run_coroutine_threadsafe(recorder.flush(), self._loop).result(timeout=15)
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
         if self._server is None or self._thread is None:
             return
         self._server.should_exit = True

@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 from evaluator.cases import CaseRow, case_row, import_cases, load_cases
 from evaluator.sampler import CaseSampler
 from proxy.cli import main
-from proxy.sampling import sampling_policies
 from proxy.config import load_config
 from proxy.db import make_engine
+from proxy.sampling import sampling_policies
 
 PARETO = Path(sys.executable).parent / "pareto"
 
