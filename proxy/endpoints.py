@@ -36,7 +36,7 @@ INTERNAL_ERROR = ProxyError(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Exchange:
     """One request in flight: what the record row and the log line need."""
 

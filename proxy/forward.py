@@ -34,7 +34,7 @@ MAX_BACKOFF_SECONDS = 8.0
 MAX_RETRY_AFTER_SECONDS = 30.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Trace:
     """What the loop did for one request, for the request record and the log line."""
 

@@ -87,6 +87,22 @@ class BufferedStderrHandler(logging.StreamHandler[TextIO]):
             self.flush()
 
 
+class CachedTimeFormatter(logging.Formatter):
+    """A formatter that formats the date and time part of a timestamp once per second."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
+        return f"{self._stamp},{int(record.msecs):03d}"
+
+
 def flush_handlers() -> None:
     """Flush buffered log lines that have waited long enough (the app calls this periodically)."""
     for handler in logging.getLogger().handlers:
@@ -103,7 +119,7 @@ def configure(level: str, secrets: Iterable[str]) -> None:
     logging.logProcesses = False
     logging.logMultiprocessing = False
     handler = BufferedStderrHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(CachedTimeFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(SecretFilter(secrets))
     root = logging.getLogger()
     for existing in list(root.handlers):
