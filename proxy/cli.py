@@ -35,8 +35,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", required=True, help="path of the YAML configuration file")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=4000, help="TCP port to listen on")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, default=4000, help="TCP port to listen on (default 4000)"
+    )
     serve.add_argument(
         "--workers", type=_positive, default=1, help="number of worker processes (default 1)"
     )
@@ -65,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_eval.register(commands)
     return parser
+
+
+def _count(number: int, singular: str, plural: str | None = None) -> str:
+    return f"{number} {singular if number == 1 else plural or singular + 's'}"
 
 
 def _positive(text: str) -> int:
@@ -101,6 +109,9 @@ def _check_config(args: argparse.Namespace) -> int:
     for name in groups.names():
         targets = ", ".join(d.litellm_model for d in groups.deployments(name))
         print(f"  {name} -> {targets}")
+    for name, policy in loaded.config.policies.items():
+        candidates = ", ".join(policy.candidates)
+        print(f"  policy {name}: reference {policy.reference}; candidates {candidates}")
     return 0
 
 

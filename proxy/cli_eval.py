@@ -38,6 +38,7 @@ from proxy.db import make_engine
 from proxy.eval_lock import EvaluationLock
 from proxy.evaluation import EvaluationOutcome, evaluate_and_decide
 from proxy.logs import SecretFilter
+from proxy.scheduler import acquire
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -183,7 +184,7 @@ async def _evaluate(
     lock = EvaluationLock(engine, args.policy)
     session = new_session()
     try:
-        if not await asyncio.to_thread(lock.acquire):
+        if not await acquire(lock):
             raise _Busy(
                 f"another process is evaluating policy '{args.policy}' now; "
                 "run this again when it finishes."

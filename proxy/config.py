@@ -335,7 +335,7 @@ def _describe(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
             problems.append(f"{location}: missing")
             continue
         last = str(error["loc"][-1]) if error["loc"] else ""
-        shown = "(hidden)" if last in SECRET_KEYS else _short(error.get("input"))
+        shown = _shown_value(last, error.get("input"))
         problems.append(f"{location}: invalid value {shown}: {error['msg']}")
     return problems
 
@@ -349,6 +349,22 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+# Keys whose string values are printed in error messages at any length. Other strings are
+# printed only when short, because a long value in the wrong place may be a pasted key.
+SHOWN_STRING_KEYS = frozenset(
+    {"model", "model_name", "api_base", "mode", "routing_strategy", "judge", "schedule", "pin"}
+)
+SHOWN_STRING_LENGTH = 8
+
+
+def _shown_value(key: str, value: Any) -> str:
+    if key in SECRET_KEYS:
+        return "(hidden)"
+    if isinstance(value, str) and len(value) > SHOWN_STRING_LENGTH and key not in SHOWN_STRING_KEYS:
+        return f"(a string of {len(value)} characters)"
+    return _short(value)
 
 
 def _short(value: Any) -> str:

@@ -81,6 +81,16 @@ class ForwardingEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = Exchange(self.state.next_request_id(), self.endpoint, time.perf_counter())
         trace = Trace()
+        self.state.in_flight += 1
+        try:
+            await self.handle(scope, receive, send, exchange, trace)
+        finally:
+            self.state.in_flight -= 1
+
+    async def handle(
+        self, scope: Scope, receive: Receive, send: Send, exchange: Exchange, trace: Trace
+    ) -> None:
+        """Answer one request and record it, whatever happens to it."""
         try:
             exchange.key_id = self.state.authenticate(scope)
             raw = await bodies.read_body(scope, receive, self.state.max_body_bytes)

@@ -75,6 +75,11 @@ class Metrics:
             "Sampled requests dropped because the case sampler's queue was full.",
             registry=self.registry,
         )
+        self.in_flight = Gauge(
+            "pareto_requests_in_flight",
+            "Forwarding requests being answered right now.",
+            registry=self.registry,
+        )
         self.recorder_queued = Gauge(
             "pareto_recorder_queued_rows",
             "Request rows waiting to be written to the database.",

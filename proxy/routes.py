@@ -23,18 +23,20 @@ def _state(request: Request) -> AppState:
     return state
 
 
-def _model_card(name: str, created: int) -> dict[str, object]:
-    return {"id": name, "object": "model", "created": created, "owned_by": "pareto"}
+def _model_card(name: str, created: int, owner: str = "pareto") -> dict[str, object]:
+    return {"id": name, "object": "model", "created": created, "owned_by": owner}
 
 
 @router.get("/v1/models")
 @router.get("/models", include_in_schema=False)
 async def list_models(request: Request) -> JSONResponse:
-    """List the configured model names."""
+    """List the configured model names, then the policy names."""
     state = _state(request)
     state.authenticate(request.scope)
     created = int(state.started_at)
     data = [_model_card(name, created) for name in state.groups.names()]
+    # Policies are callable by name too, so clients that list models before calling find them.
+    data += [_model_card(name, created, "pareto-policy") for name in state.routes.names()]
     return JSONResponse({"object": "list", "data": data})
 
 
@@ -44,6 +46,8 @@ async def get_model(request: Request, model_id: str) -> JSONResponse:
     """Describe one configured model."""
     state = _state(request)
     state.authenticate(request.scope)
+    if model_id in state.routes:
+        return JSONResponse(_model_card(model_id, int(state.started_at), "pareto-policy"))
     if model_id not in state.groups:
         raise ModelNotFoundError(model_id)
     return JSONResponse(_model_card(model_id, int(state.started_at)))
@@ -84,4 +88,5 @@ async def metrics(request: Request) -> Response:
         state.authenticate(request.scope)
     if state.recorder is not None:
         state.metrics.recorder_queued.set(state.recorder.queued)
+    state.metrics.in_flight.set(state.in_flight)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -36,6 +36,17 @@ def policy_schedules(state: AppState) -> dict[str, ScheduleSpec]:
     return schedules
 
 
+async def acquire(lock: EvaluationLock) -> bool:
+    """Take `lock` in a worker thread; if cancelled meanwhile, release what the thread took."""
+    attempt = asyncio.ensure_future(asyncio.to_thread(lock.acquire))
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        await attempt
+        lock.release()
+        raise
+
+
 class EvaluationScheduler:
     """Runs scheduled evaluations inside the gateway process, on its event loop."""
 
@@ -86,7 +97,7 @@ class EvaluationScheduler:
         state = self._state
         assert state.engine is not None and state.forwarder is not None
         lock = EvaluationLock(state.engine, policy)
-        if not await asyncio.to_thread(lock.acquire):
+        if not await acquire(lock):
             logger.info("evaluation skipped: policy=%s reason=another process runs it", policy)
             return
         try:

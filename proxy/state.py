@@ -53,6 +53,7 @@ class AppState:
     unpriced_warned: set[str] = field(default_factory=set)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     sampler: CaseSampler | None = None
+    in_flight: int = 0  # forwarding requests being answered right now
     scheduler: EvaluationScheduler | None = None
     sample_rng: random.Random = field(default_factory=random.Random)
     started_at: float = field(default_factory=time.time)

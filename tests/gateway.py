@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import socket
 import threading
+import time
 from types import TracebackType
 from typing import Any, Self
 
@@ -91,9 +92,13 @@ class RunningGateway:
         return self
 
     def flush(self) -> None:
-        """Write every queued request row now."""
+        """Wait for requests still being answered, then write every queued request row now."""
         recorder = self.state.recorder
         assert recorder is not None and self._loop is not None
+        # A client can see a stream end before the handler has queued its row.
+        deadline = time.monotonic() + 10
+        while self.state.in_flight and time.monotonic() < deadline:
+            time.sleep(0.005)
         asyncio.run_coroutine_threadsafe(recorder.flush(), self._loop).result(timeout=15)
 
     def stop(self) -> None:

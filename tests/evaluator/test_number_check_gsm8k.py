@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,15 @@ import pytest
 
 from evaluator.checks import parse_checks, run_checks
 
-DATA_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "routellm"
+# The recorded answers live outside the repository: in the folder named by PARETO_SHARED_DATA,
+# else in shared/data/routellm beside the clone (where CI puts them).
+DATA_DIR = (
+    Path(
+        os.environ.get("PARETO_SHARED_DATA")
+        or Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    )
+    / "routellm"
+)
 ANSWERS_FILE = DATA_DIR / "gsm8k_answers.jsonl"
 RESPONSES_FILE = DATA_DIR / "gsm8k_responses.csv"
 MODELS = ("mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview")
@@ -92,7 +101,10 @@ def describe_agreement(name: str, agreed: int, total: int) -> str:
 @pytest.fixture(scope="module")
 def labelled_responses() -> list[LabelledResponse]:
     if not DATA_DIR.is_dir():
-        pytest.fail(f"GSM8K data folder not found: {DATA_DIR}")
+        message = f"GSM8K data folder not found: {DATA_DIR} (set PARETO_SHARED_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return load_labelled_responses()
 
 

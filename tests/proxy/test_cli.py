@@ -289,6 +289,10 @@ def test_serve_two_workers(
 ) -> None:
     served = serve(write_config(tmp_path, valid_config(fake_upstream.base_url)), "--workers", "2")
     served.wait_ready(limit=30)
+    # The first worker to start answers the probe; wait for the second one to finish starting.
+    deadline = time.monotonic() + 30
+    while served.stderr().count("gateway started") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
     replies = [chat(served, f"worker {number}") for number in range(4)]
 

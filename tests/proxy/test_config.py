@@ -364,8 +364,8 @@ def entry_with(**params: Any) -> dict[str, Any]:
             id="allowed-fails-zero",
         ),
         pytest.param(
-            {"model_list": [entry_with()], "litellm_settings": {"drop_params": "sometimes"}},
-            "litellm_settings.drop_params: invalid value 'sometimes'",
+            {"model_list": [entry_with()], "litellm_settings": {"drop_params": "maybe"}},
+            "litellm_settings.drop_params: invalid value 'maybe'",
             id="drop-params-text",
         ),
         pytest.param(
@@ -425,6 +425,11 @@ def test_long_value_shortened() -> None:
 def secret_cases() -> list[Any]:
     valid = entry_with(api_key=SECRET)
     return [
+        pytest.param({"model_list": [valid], "litellm_settings": SECRET}, id="section-string"),
+        pytest.param(
+            {"model_list": [valid], "general_settings": {"max_request_size_mb": SECRET}},
+            id="number-field-string",
+        ),
         pytest.param({"model_list": [entry_with(api_key=[SECRET])]}, id="api-key-list"),
         pytest.param({"model_list": [entry_with(api_key={"value": SECRET})]}, id="api-key-map"),
         pytest.param(

@@ -101,3 +101,14 @@ def test_unknown_policy_header_rejected(gateway: RunningGateway) -> None:
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "policy_not_found"
     assert response.json()["error"]["param"] == "x-pareto-policy"
+
+
+def test_models_list_policies(gateway: RunningGateway) -> None:
+    headers = {"Authorization": f"Bearer {MASTER_KEY}"}
+    listed = httpx.get(f"{gateway.base_url}/v1/models", headers=headers).json()["data"]
+    policy = httpx.get(f"{gateway.base_url}/v1/models/support-bot", headers=headers)
+
+    assert [card["id"] for card in listed] == ["big", "small", "support-bot"]
+    assert listed[-1]["owned_by"] == "pareto-policy"
+    assert policy.status_code == 200
+    assert policy.json()["id"] == "support-bot"
