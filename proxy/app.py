@@ -153,6 +153,7 @@ async def _start(state: AppState) -> None:
     )
     state.recorder = Recorder(state.engine, on_drop=state.metrics.recorder_dropped.inc)
     state.recorder.start()
+    state.request_lines = logs.request_line_writer()
     if loaded.config.policies:
         state.sampler = CaseSampler(
             state.engine,

@@ -220,15 +220,23 @@ class ForwardingEndpoint:
             exchange.cost,
             exchange.error_type,
         )
-        logger.info(
-            "POST /v1/%s model=%s upstream=%s status=%d latency_ms=%.1f request_id=%s",
-            self.endpoint,
-            served or "-",
-            deployment.id if deployment else "-",
-            exchange.status,
-            latency * 1000,
-            exchange.request_id,
-        )
+        writer = self.state.request_lines
+        if writer is not None:
+            writer.write(
+                f"POST /v1/{self.endpoint} model={served or '-'} "
+                f"upstream={deployment.id if deployment else '-'} status={exchange.status} "
+                f"latency_ms={latency * 1000:.1f} request_id={exchange.request_id}"
+            )
+        else:
+            logger.info(
+                "POST /v1/%s model=%s upstream=%s status=%d latency_ms=%.1f request_id=%s",
+                self.endpoint,
+                served or "-",
+                deployment.id if deployment else "-",
+                exchange.status,
+                latency * 1000,
+                exchange.request_id,
+            )
         recorder = self.state.recorder
         if recorder is None:
             return

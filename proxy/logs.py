@@ -96,11 +96,54 @@ class CachedTimeFormatter(logging.Formatter):
         self._stamp = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self.stamp(record.created)
+
+    def stamp(self, created: float) -> str:
+        """Format `created` (Unix time) as the `%(asctime)s` field."""
+        second = int(created)
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime(self.default_time_format, self.converter(record.created))
-        return f"{self._stamp},{int(record.msecs):03d}"
+            self._stamp = time.strftime(self.default_time_format, self.converter(created))
+        return f"{self._stamp},{int((created - second) * 1000):03d}"
+
+
+class RequestLineWriter:
+    """Writes the one INFO line per forwarded request straight into the log buffer.
+
+    The line reads exactly as the `logging` module would write it through the same handler,
+    but skips building a LogRecord and running filters and formatter: in
+    benchmarks/proxy_overhead.py that machinery cost about 7% of the gateway's throughput. The
+    line holds model names, deployment ids and numbers only, never a secret, which is why the
+    secret filter can be skipped here.
+    """
+
+    def __init__(self, handler: BufferedStderrHandler, formatter: CachedTimeFormatter) -> None:
+        self._handler = handler
+        self._formatter = formatter
+        self._suffix = f" INFO {REQUEST_LOGGER} "
+
+    def write(self, message: str) -> None:
+        line = self._formatter.stamp(time.time()) + self._suffix + message + "\n"
+        self._handler.acquire()
+        try:
+            self._handler.stream.write(line)
+        except (OSError, ValueError):
+            return
+        finally:
+            self._handler.release()
+
+
+def request_line_writer() -> RequestLineWriter | None:
+    """Return the fast writer when `configure` set up logging and request lines are enabled."""
+    if not logging.getLogger(REQUEST_LOGGER).isEnabledFor(logging.INFO):
+        return None
+    for handler in logging.getLogger().handlers:
+        formatter = handler.formatter
+        if isinstance(handler, BufferedStderrHandler) and isinstance(
+            formatter, CachedTimeFormatter
+        ):
+            return RequestLineWriter(handler, formatter)
+    return None
 
 
 def flush_handlers() -> None:

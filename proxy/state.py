@@ -17,6 +17,7 @@ from starlette.types import Scope
 from proxy.config import LoadedConfig
 from proxy.deployments import Deployment, DeploymentGroups
 from proxy.errors import AuthenticationError
+from proxy.logs import RequestLineWriter
 from proxy.metrics import Metrics
 from proxy.route_table import RouteTable
 
@@ -54,6 +55,7 @@ class AppState:
     background: list[asyncio.Task[None]] = field(default_factory=list)
     sampler: CaseSampler | None = None
     in_flight: int = 0  # forwarding requests being answered right now
+    request_lines: RequestLineWriter | None = None
     scheduler: EvaluationScheduler | None = None
     sample_rng: random.Random = field(default_factory=random.Random)
     started_at: float = field(default_factory=time.time)
