@@ -62,7 +62,7 @@ class Recorder:
         engine: Engine,
         max_queue: int = 100_000,
         batch_size: int = 500,
-        interval: float = 0.2,
+        interval: float = 0.1,
         on_drop: Callable[[int], None] | None = None,
     ) -> None:
         self._engine = engine
