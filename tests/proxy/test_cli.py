@@ -294,7 +294,10 @@ def test_serve_two_workers(
     while served.stderr().count("gateway started") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
 
-    replies = [chat(served, f"worker {number}") for number in range(4)]
+    try:
+        replies = [chat(served, f"worker {number}") for number in range(4)]
+    except httpx.HTTPError as exc:
+        pytest.fail(f"request to the two workers failed: {exc}\n{served.stderr()}")
 
     assert [reply.status_code for reply in replies] == [200] * 4
     assert replies[3].json()["choices"][0]["message"]["content"] == "echo: worker 3"
