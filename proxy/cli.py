@@ -105,7 +105,12 @@ def _check_config(args: argparse.Namespace) -> int:
     groups = build_groups(loaded.config, warnings)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"{args.config}: valid; {len(groups.names())} models, {len(groups.all())} deployments")
+    models, deployments = len(groups.names()), len(groups.all())
+    policies = len(loaded.config.policies)
+    print(
+        f"{args.config}: valid; {_count(models, 'model')}, {_count(deployments, 'deployment')}, "
+        f"{_count(policies, 'policy', 'policies')}"
+    )
     for name in groups.names():
         targets = ", ".join(d.litellm_model for d in groups.deployments(name))
         print(f"  {name} -> {targets}")

@@ -166,7 +166,7 @@ def test_check_config_valid(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{path}: valid; 2 models, 3 deployments"
+    assert lines[0] == f"{path}: valid; 2 models, 3 deployments, 0 policies"
     assert "  m -> openai/gpt-fake, openai/gpt-fake-2" in lines
     assert "  e -> openai/text-embedding-fake" in lines
     assert result.stderr == ""
