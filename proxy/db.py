@@ -1,4 +1,4 @@
-"""Database engine: SQLite by default, PostgreSQL when the URL says so."""
+"""Database engine: SQLite by default, PostgreSQL for a postgresql:// URL."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def make_engine(url: str) -> Engine:
 
 def _create_tables(engine: Engine, attempts: int = 5) -> None:
     # Worker processes started together (`pareto serve --workers N`) race to create the
-    # tables: one sees a table the other has just created, or a locked SQLite file. The
+    # tables: one finds a table the other has just created, or a locked SQLite file. The
     # creation checks what exists first, so trying again after a moment succeeds.
     for attempt in range(attempts):
         try:

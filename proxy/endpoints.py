@@ -153,7 +153,7 @@ class ForwardingEndpoint:
         receive: Receive,
         send: Send,
     ) -> None:
-        """Call the upstream without streaming and send its answer on, byte for byte."""
+        """Call the upstream without streaming and send its response on, byte for byte."""
         forwarder = self.state.forwarder
         assert forwarder is not None, "the app's lifespan creates the forwarder"
         model = exchange.target_model

@@ -113,7 +113,7 @@ class RequestLineWriter:
     The line reads exactly as the `logging` module would write it through the same handler,
     but skips building a LogRecord and running filters and formatter: in
     benchmarks/proxy_overhead.py that machinery cost about 7% of the gateway's throughput. The
-    line holds model names, deployment ids and numbers only, never a secret, which is why the
+    line contains model names, deployment ids and numbers only, never a secret, which is why the
     secret filter can be skipped here.
     """
 

@@ -32,7 +32,7 @@ ROUTING_KEYS = frozenset(PolicySettings.__dataclass_fields__)
 
 
 class RedactionConfig(BaseModel):
-    """What to replace in prompts and answers before a case is stored."""
+    """Redaction settings: what is replaced in prompts and answers before a case is stored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,7 +76,7 @@ class PolicyConfig(BaseModel):
 
 
 class EvaluationConfig(BaseModel):
-    """How evaluation runs call candidates and judges."""
+    """Evaluation settings: the judge model, schedule, concurrency, budget and reuse window."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

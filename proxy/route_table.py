@@ -2,8 +2,8 @@
 
 A request belongs to a policy when its `model` is the policy's name or one of its
 `match_models`, or when the `x-pareto-policy` header names the policy. Lookups are two dict
-reads; `apply()` replaces a policy's route by swapping one immutable `Route` object, so a request
-sees either the old route or the new one, never a mix, and none is dropped during a switch.
+reads. `apply()` replaces a policy's route by swapping one immutable `Route` object, so a request
+gets either the old route or the new one, never a mix, and none is dropped during a switch.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from sqlmodel import Field, SQLModel
 
 
 class RequestLog(SQLModel, table=True):
-    """One row per request the gateway answered, written in batches off the request path."""
+    """One row per request the gateway served, written in batches off the request path."""
 
     __tablename__ = "request_log"
 
@@ -41,7 +41,7 @@ class RoutingDecision(SQLModel, table=True):
     """One stored, explained choice of a policy's model.
 
     `candidates` is the whole candidate table of the decision (`policies.Decision.to_dict()`).
-    `applied` says whether the route table followed it (auto and pinned modes, or an operator's
+    `applied` is True when the route table followed it (auto and pinned modes, or an operator's
     pin), as opposed to a recommendation that was only recorded.
     """
 
