@@ -53,7 +53,7 @@ _LONG_NUMBER = re.compile(rb'(?<![\w."])-?\d{19,}')
 
 
 def parse_object(body: bytes) -> dict[str, Any]:
-    """Parse a JSON object, or raise a 400 that says what is wrong."""
+    """Parse a JSON object, or raise a 400 that states what is wrong."""
     if not body.strip():
         raise InvalidRequestError("The request body is empty; send a JSON object.")
     try:

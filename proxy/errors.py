@@ -2,13 +2,13 @@
 
 Hierarchy::
 
-    ProxyError                      any error answered as {"error": {...}} with an HTTP status
+    ProxyError                      any error returned as {"error": {...}} with an HTTP status
     ├── InvalidRequestError         400: the request body or a parameter is invalid
     ├── AuthenticationError         401: missing or wrong master key
     ├── ModelNotFoundError          404: the model is not configured
     ├── RequestTooLargeError        413: the body exceeds the configured limit
     └── UpstreamError               the upstream call failed after retries and fallbacks
-        ├── UpstreamTimeoutError    408: no answer within the configured timeout
+        ├── UpstreamTimeoutError    408: no response within the configured timeout
         └── UpstreamRateLimitError  429: every attempt was rate limited
 
 Messages are sentences that name the bad value and, where there is one, the fix. They never
@@ -23,7 +23,7 @@ import orjson
 
 
 class ProxyError(Exception):
-    """An error answered to the client with `status` and an OpenAI-shaped body."""
+    """An error returned to the client with `status` and an OpenAI-shaped body."""
 
     status: int = 500
     error_type: str = "api_error"

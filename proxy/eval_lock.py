@@ -26,7 +26,7 @@ def advisory_key(policy: str) -> int:
 
 
 class EvaluationLock:
-    """Try to take the policy's evaluation lock without waiting; `acquired` tells the result."""
+    """The policy's evaluation lock, taken without waiting. `acquired` is True while held."""
 
     def __init__(self, engine: Engine, policy: str) -> None:
         self._engine = engine

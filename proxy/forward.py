@@ -1,10 +1,11 @@
 """The retry loop: retries with backoff, then the group's next deployment, then fallbacks.
 
-Order for a request naming model M: every available deployment of M (weighted pick first), each
-tried `1 + max_retries` times on retryable failures (429, 408, 409, 5xx, connection errors,
-timeouts, unusable 200s); then the same for each model of M's fallback list. A non-retryable
-failure (a 400 for a too long prompt, say) ends the loop at once. Nothing here runs after bytes
-have reached the client: streams are retried only until their first chunk arrives.
+For a request naming model M, the loop tries every available deployment of M, the weighted pick
+first. Each is tried `1 + max_retries` times on retryable failures (429, 408, 409, 5xx,
+connection errors, timeouts, unusable 200s). Then each model of M's fallback list is tried the
+same way. A non-retryable failure (a 400 for a too long prompt, say) ends the loop at once.
+Nothing here runs after bytes have reached the client, so streams are retried only until their
+first chunk arrives.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ MAX_RETRY_AFTER_SECONDS = 30.0
 
 @dataclass(slots=True)
 class Trace:
-    """What the loop did for one request, for the request record and the log line."""
+    """The attempts made for one request, for the request record and the log line."""
 
     deployment: Deployment | None = None
     attempts: int = 0
@@ -73,7 +74,7 @@ class Forwarder:
     async def call_json(
         self, model_name: str, payload: dict[str, Any], endpoint: str, trace: Trace
     ) -> JsonReply:
-        """Forward a non-streaming request and return the first successful answer."""
+        """Forward a non-streaming request and return the first successful response."""
 
         async def attempt(deployment: Deployment) -> JsonReply:
             if not deployment.direct:
@@ -180,7 +181,7 @@ def client_error(failure: UpstreamFailure, deployment: Deployment | None) -> Pro
     where = f"upstream '{deployment.id}'" if deployment else "the upstream"
     if failure.kind == "timeout":
         return UpstreamTimeoutError(
-            f"The request timed out: {where} gave {failure.message}.", code="upstream_timeout"
+            f"The request timed out: {where} sent {failure.message}.", code="upstream_timeout"
         )
     if failure.kind == "connection":
         return UpstreamError(

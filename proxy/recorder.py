@@ -1,7 +1,7 @@
 """The request recorder: rows are queued on the request path and written in batches elsewhere.
 
 `add()` only appends to a bounded in-memory queue. A background task writes batches in a worker
-thread. While the database is down, rows wait in the queue and are written when it returns; a row
+thread. While the database is down, rows wait in the queue and are written when it returns. A row
 that arrives when the queue is full is dropped, counted in `dropped` (a metric) and logged.
 `stop()` writes every queued row before returning, unless the database stays down past its
 timeout.

@@ -55,13 +55,13 @@ async def get_model(request: Request, model_id: str) -> JSONResponse:
 
 @router.get("/health/liveliness")
 async def liveliness() -> JSONResponse:
-    """Answer as long as the process serves requests."""
+    """Return 200 as long as the process serves requests."""
     return JSONResponse({"status": "alive"})
 
 
 @router.get("/health/readiness")
 async def readiness(request: Request) -> JSONResponse:
-    """Report whether the database answers; 503 when it does not."""
+    """Report whether the database responds, with status 503 when it does not."""
     state = _state(request)
     queued = state.recorder.queued if state.recorder else 0
     if state.engine is None:

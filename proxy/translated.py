@@ -1,7 +1,7 @@
 """Calls to providers with their own wire format (Anthropic, Gemini, Bedrock, ...) via litellm.
 
 `import litellm` takes seconds and, unless LITELLM_LOCAL_MODEL_COST_MAP is set first, fetches a
-price map from the network; so litellm is imported here, on the first translated call, and
+price map from the network. So litellm is imported here, on the first translated call, and
 never by the gateway's start or its OpenAI-compatible path.
 """
 

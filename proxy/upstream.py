@@ -64,14 +64,14 @@ class UpstreamFailure(Exception):
 
 @dataclass
 class JsonReply:
-    """A successful non-streaming answer: the raw body and its parsed form."""
+    """A successful non-streaming response: the raw body and its parsed form."""
 
     body: bytes
     data: dict[str, Any]
 
 
 class UpstreamStream:
-    """An open streaming answer; iterate `chunks()` for the raw bytes as they arrive."""
+    """An open streaming response. `chunks()` yields its raw bytes as they arrive."""
 
     def __init__(self, response: aiohttp.ClientResponse, idle_timeout: float) -> None:
         self._response = response
@@ -114,7 +114,7 @@ def new_session() -> aiohttp.ClientSession:
 async def post_json(
     session: aiohttp.ClientSession, deployment: Deployment, endpoint: str, body: bytes
 ) -> JsonReply:
-    """POST `body` and return the parsed JSON answer, or raise `UpstreamFailure`."""
+    """POST `body` and return the parsed JSON response, or raise `UpstreamFailure`."""
     timeout = deployment.client_timeout
     try:
         async with session.post(
@@ -128,7 +128,7 @@ async def post_json(
                 raise _status_failure(response, payload)
     except TimeoutError as exc:
         raise UpstreamFailure(
-            "timeout", f"no answer within {deployment.timeout:g} s", status=408
+            "timeout", f"no response within {deployment.timeout:g} s", status=408
         ) from exc
     except aiohttp.ClientError as exc:
         raise UpstreamFailure("connection", _describe(exc)) from exc
@@ -136,12 +136,12 @@ async def post_json(
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        raise UpstreamFailure("invalid_response", "the upstream's answer is not JSON") from exc
+        raise UpstreamFailure("invalid_response", "the upstream's response is not JSON") from exc
     if not isinstance(data, dict):
-        raise UpstreamFailure("invalid_response", "the upstream's answer is not a JSON object")
+        raise UpstreamFailure("invalid_response", "the upstream's response is not a JSON object")
     required = "choices" if endpoint == "chat/completions" else "data"
     if not isinstance(data.get(required), list):
-        raise UpstreamFailure("invalid_response", f"the upstream's answer has no '{required}'")
+        raise UpstreamFailure("invalid_response", f"the upstream's response has no '{required}'")
     return JsonReply(payload, data)
 
 
@@ -172,7 +172,7 @@ async def open_stream(
         if response is not None:
             response.close()
         raise UpstreamFailure(
-            "timeout", f"no answer within {deployment.stream_timeout:g} s", status=408
+            "timeout", f"no response within {deployment.stream_timeout:g} s", status=408
         ) from exc
     except aiohttp.ClientError as exc:
         if response is not None:
