@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,10 @@ from tests.gateway import RunningGateway
 
 __all__ = ["fake_upstream"]
 
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# PARETO_TEST_POSTGRES_URL lets two test runs on one machine use separate databases.
+POSTGRES_URL = os.environ.get(
+    "PARETO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def reset_postgres(url: str = POSTGRES_URL) -> None:
