@@ -1,4 +1,4 @@
-"""`pareto cases`: import, export and list the benchmark cases of a policy.
+"""`pareto cases`: import, annotate, export and list the benchmark cases of a policy.
 
 Exit status of every subcommand:
 
@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from evaluator.annotate import annotate_cases
 from evaluator.cases import (
     FORMATS,
+    CaseFile,
     CaseFileError,
     CaseFormat,
     case_row,
@@ -37,6 +39,7 @@ from evaluator.cases import (
 )
 from evaluator.tables import BenchmarkCase
 from proxy.config import ConfigError, LoadedConfig, load_config
+from proxy.sampling import sampling_policies
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -65,6 +68,18 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--format", choices=FORMATS, help="file format (default: from the file's extension)"
     )
     importing.set_defaults(handler=_import)
+
+    annotating = subcommands.add_parser(
+        "annotate",
+        help="attach criteria, checks, tags or recorded scores to stored cases with the same "
+        "messages",
+    )
+    annotating.add_argument("file", help="path of the .jsonl or .csv file to read")
+    _add_common(annotating, policy_required=True)
+    annotating.add_argument(
+        "--format", choices=FORMATS, help="file format (default: from the file's extension)"
+    )
+    annotating.set_defaults(handler=_annotate)
 
     exporting = subcommands.add_parser(
         "export", help="write a policy's cases in the format that import reads"
@@ -111,20 +126,9 @@ def _import(args: argparse.Namespace) -> int:
     if args.policy not in loaded.config.policies:
         return _unknown_policy(args.policy, loaded)
 
-    path = Path(args.file)
-    try:
-        case_file = read_case_file(path, detect_format(path, args.format))
-    except CaseFileError as exc:
-        _error(str(exc))
+    case_file = _read_rows(args.file, args.format)
+    if case_file is None:
         return EXIT_USAGE
-    for warning in case_file.warnings:
-        print(f"warning: {path}: {warning}", file=sys.stderr)
-    for problem in case_file.problems[:MAX_LISTED_PROBLEMS]:
-        print(f"{path}: {problem}", file=sys.stderr)
-    unlisted = len(case_file.problems) - MAX_LISTED_PROBLEMS
-    if unlisted > 0:
-        print(f"{path}: {unlisted} more invalid rows not listed", file=sys.stderr)
-
     rows = [row for _line, row in case_file.rows]
     with _database(loaded) as engine:
         if engine is None:
@@ -150,6 +154,61 @@ def _import(args: argparse.Namespace) -> int:
     if case_file.problems and not case_file.rows:
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return EXIT_USAGE
+    if args.policy not in loaded.config.policies:
+        return _unknown_policy(args.policy, loaded)
+    case_file = _read_rows(args.file, args.format)
+    if case_file is None:
+        return EXIT_USAGE
+
+    redactor = sampling_policies(loaded.config)[args.policy].redactor
+    rows = [row for _line, row in case_file.rows]
+    with _database(loaded) as engine:
+        if engine is None:
+            return EXIT_FAILED
+        try:
+            result = annotate_cases(engine, args.policy, rows, redactor)
+        except SQLAlchemyError as exc:
+            _database_error(loaded, exc)
+            return EXIT_FAILED
+
+    for index in result.unmatched[:MAX_LISTED_PROBLEMS]:
+        line, row = case_file.rows[index]
+        preview = _shorten(first_user_text(row.messages))
+        print(
+            f"{args.file}: line {line}: no stored case has these messages: {preview}",
+            file=sys.stderr,
+        )
+    print(
+        f"{args.policy}: annotated {result.updated}, unchanged {result.unchanged}, "
+        f"unmatched {len(result.unmatched)}, invalid {len(case_file.problems)}"
+    )
+    if case_file.problems and not case_file.rows:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _read_rows(name: str, format_name: str | None) -> CaseFile | None:
+    """Read a case file, listing its warnings and invalid rows on stderr; None if unreadable."""
+    path = Path(name)
+    try:
+        case_file = read_case_file(path, detect_format(path, format_name))
+    except CaseFileError as exc:
+        _error(str(exc))
+        return None
+    for warning in case_file.warnings:
+        print(f"warning: {path}: {warning}", file=sys.stderr)
+    for problem in case_file.problems[:MAX_LISTED_PROBLEMS]:
+        print(f"{path}: {problem}", file=sys.stderr)
+    unlisted = len(case_file.problems) - MAX_LISTED_PROBLEMS
+    if unlisted > 0:
+        print(f"{path}: {unlisted} more invalid rows not listed", file=sys.stderr)
+    return case_file
 
 
 def _export(args: argparse.Namespace) -> int:
