@@ -47,7 +47,7 @@ class EvalRun(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     policy: str = Field(index=True, max_length=128)
     status: str = Field(max_length=32)
-    trigger: str = Field(max_length=32)  # "cli" or "schedule"
+    trigger: str = Field(max_length=32)  # "cli", "schedule" or "api"
     models: list[str] = Field(sa_column=Column(JSON, nullable=False))
     case_ids: list[int] = Field(sa_column=Column(JSON, nullable=False))
     budget_usd: float

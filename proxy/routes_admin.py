@@ -1,6 +1,6 @@
-"""Read-only admin routes: each policy's route, its decisions and its savings to date.
+"""Admin routes: each policy's route, its decisions and savings to date, and a run-now trigger.
 
-Both routes take the master key, like `/v1/models`. A gateway configured without one is open.
+Every route takes the master key, like `/v1/models`. A gateway configured without one is open.
 Errors use the OpenAI error envelope.
 """
 
@@ -46,7 +46,41 @@ async def get_decisions(
     state = _state(request)
     state.authenticate(request.scope)
     count = _parse_limit(limit)
-    if policy is not None and policy not in state.routes:
+    if policy is not None:
+        _known_policy(state, policy)
+    rows = await _read_database(list_decisions, _engine(state), policy, count)
+    return JSONResponse({"object": "list", "data": [row.to_dict() for row in rows]})
+
+
+@router.post("/pareto/policies/{policy}/evaluate")
+async def evaluate_now(request: Request, policy: str) -> JSONResponse:
+    """Start an evaluation run of a policy now, as its schedule would; answer 202 at once.
+
+    The run ends with a decision like a scheduled run. 409 when this gateway is already
+    evaluating the policy; the run's progress shows in the log and in `pareto eval show`.
+    """
+    state = _state(request)
+    state.authenticate(request.scope)
+    _known_policy(state, policy)
+    if state.scheduler is None:
+        raise ProxyError(
+            "This gateway is not running evaluations yet. Retry in a moment.",
+            status=503,
+            code="evaluations_unavailable",
+        )
+    if not state.scheduler.start_now(policy):
+        raise ProxyError(
+            f"The policy '{policy}' is being evaluated already. "
+            "Wait for its decision in GET /pareto/decisions.",
+            status=409,
+            error_type="invalid_request_error",
+            code="evaluation_in_progress",
+        )
+    return JSONResponse({"object": "evaluation", "policy": policy, "status": "started"}, 202)
+
+
+def _known_policy(state: AppState, policy: str) -> None:
+    if policy not in state.routes:
         raise ProxyError(
             f"The policy '{policy[:200]}' is not configured on this gateway. "
             "GET /pareto/policies lists the configured policies.",
@@ -55,8 +89,6 @@ async def get_decisions(
             code="policy_not_found",
             param="policy",
         )
-    rows = await _read_database(list_decisions, _engine(state), policy, count)
-    return JSONResponse({"object": "list", "data": [row.to_dict() for row in rows]})
 
 
 def _state(request: Request) -> AppState:

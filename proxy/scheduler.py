@@ -86,13 +86,34 @@ class EvaluationScheduler:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
 
+    def running(self, policy: str) -> bool:
+        """Whether this process is evaluating `policy` right now."""
+        return any(task.get_name() == f"evaluate:{policy}" for task in self._running)
+
+    def start_now(self, policy: str) -> bool:
+        """Start an evaluation of `policy` now; False if this process already runs one.
+
+        Another process may hold the policy's lock; the run then ends at once and says so in
+        the log, as a scheduled run would.
+        """
+        if self.running(policy):
+            return False
+        self._start_task(policy, "api")
+        return True
+
     async def _launch(self, policy: str) -> None:
-        # The job returns at once; the run is a task of its own so that stop() can cancel it.
-        task = asyncio.create_task(self.run_policy(policy), name=f"evaluate:{policy}")
+        if self.running(policy):
+            logger.info("evaluation skipped: policy=%s reason=a run is in progress", policy)
+            return
+        self._start_task(policy, "schedule")
+
+    def _start_task(self, policy: str, trigger: str) -> None:
+        # The run is a task of its own so that the job returns at once and stop() can cancel it.
+        task = asyncio.create_task(self.run_policy(policy, trigger), name=f"evaluate:{policy}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def run_policy(self, policy: str) -> None:
+    async def run_policy(self, policy: str, trigger: str = "schedule") -> None:
         """Evaluate one policy now if no other process is evaluating it."""
         state = self._state
         assert state.engine is not None and state.forwarder is not None
@@ -101,14 +122,14 @@ class EvaluationScheduler:
             logger.info("evaluation skipped: policy=%s reason=another process runs it", policy)
             return
         try:
-            logger.info("evaluation started: policy=%s trigger=schedule", policy)
+            logger.info("evaluation started: policy=%s trigger=%s", policy, trigger)
             outcome = await evaluate_and_decide(
                 state.engine,
                 state.loaded,
                 GatewayModelCaller(state.forwarder),
                 policy,
                 routes=state.routes,
-                trigger="schedule",
+                trigger=trigger,
             )
             summary = outcome.summary
             decided = outcome.decision_id or f"none ({outcome.no_decision_reason})"

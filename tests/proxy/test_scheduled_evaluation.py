@@ -275,3 +275,54 @@ def test_lock_one_process_at_a_time(backend: str, sqlite_url: str) -> None:
         if holder.stdout is not None:
             holder.stdout.close()
         engine.dispose()
+
+
+def admin_post(gateway: RunningGateway, path: str, key: str = MASTER_KEY) -> httpx.Response:
+    return httpx.post(f"{gateway.base_url}{path}", headers={"Authorization": f"Bearer {key}"})
+
+
+def test_evaluate_now_decides_without_waiting_for_the_schedule(
+    fake_upstream: FakeUpstream, start_gateway: GatewayFactory, sqlite_url: str
+) -> None:
+    import_questions(sqlite_url)
+    fake_upstream.latency_seconds = 0.05  # the run lasts long enough to ask twice
+    gateway = start_gateway(loop_config(fake_upstream.base_url, schedule="every 6h"))
+
+    started = admin_post(gateway, "/pareto/policies/bot/evaluate")
+    again = admin_post(gateway, "/pareto/policies/bot/evaluate")
+
+    assert started.status_code == 202, started.text
+    assert started.json() == {"object": "evaluation", "policy": "bot", "status": "started"}
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "evaluation_in_progress"
+    deadline = time.monotonic() + 20
+    decisions: list[dict[str, Any]] = []
+    while not decisions and time.monotonic() < deadline:
+        decisions = admin_get(gateway, "/pareto/decisions?policy=bot")["data"]
+        time.sleep(0.1)
+    assert decisions, "no decision within 20 s of the run-now request"
+    assert decisions[0]["chosen_model"] == "cheap"
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            triggers = connection.exec_driver_sql("SELECT trigger FROM eval_run").scalars().all()
+    finally:
+        engine.dispose()
+    assert triggers == ["api"]
+
+
+def test_evaluate_now_errors(fake_upstream: FakeUpstream, start_gateway: GatewayFactory) -> None:
+    gateway = start_gateway(loop_config(fake_upstream.base_url, schedule="every 6h"))
+
+    unknown = admin_post(gateway, "/pareto/policies/nope/evaluate")
+    no_key = admin_post(gateway, "/pareto/policies/bot/evaluate", key="wrong")
+    wrong_method = httpx.get(
+        f"{gateway.base_url}/pareto/policies/bot/evaluate",
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+    )
+
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "policy_not_found"
+    assert no_key.status_code == 401
+    assert "error" in no_key.json()
+    assert wrong_method.status_code == 405
