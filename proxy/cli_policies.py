@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from proxy.candidate_table import candidate_table
 from proxy.config import ConfigError, LoadedConfig, load_config
 from proxy.db import make_engine, normalize_url
 from proxy.decisions import (
@@ -229,50 +229,8 @@ def _decision_lines(decision: dict[str, Any]) -> list[str]:
         f"reason: {decision['reason']}",
     ]
     if decision["candidates"]:
-        lines.extend(_candidate_table(decision["candidates"]))
+        lines.extend(candidate_table(decision["candidates"]))
     return lines
-
-
-CANDIDATE_HEADERS = (
-    "model",
-    "cost/request",
-    "quality mean [low, high]",
-    "p95 latency",
-    "error rate",
-    "cases",
-    "frontier",
-    "eligible",
-)
-
-
-def _candidate_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    cells = [CANDIDATE_HEADERS]
-    for row in rows:
-        latency = row["latency_p95_ms"]
-        reasons = row["ineligible_reasons"]
-        cells.append(
-            (
-                row["model"],
-                f"${row['cost_per_request_usd']:.6f}",
-                _quality(row["quality_mean"], row["quality_low"], row["quality_high"]),
-                "-" if latency is None else f"{latency:.0f} ms",
-                f"{row['error_rate']:.1%}",
-                str(row["cases"]),
-                "yes" if row["on_frontier"] else "no",
-                "yes" if not reasons else "no: " + "; ".join(reasons),
-            )
-        )
-    widths = [max(len(line[column]) for line in cells) for column in range(len(cells[0]))]
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        for line in cells
-    ]
-
-
-def _quality(mean: float | None, low: float | None, high: float | None) -> str:
-    if mean is None or low is None or high is None or math.isnan(mean):
-        return "no scores"
-    return f"{mean:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def _usd(value: float) -> str:
