@@ -64,14 +64,17 @@ async def relay_stream(
             exchange.ttft = time.perf_counter() - exchange.started
             async for chunk in stream.chunks():
                 await _send_chunk(send, relay.feed(chunk), answer)
+                if relay.saw_done:
+                    break  # the answer is whole; the upstream's end of body adds nothing
             await _send_chunk(send, relay.flush(), answer)
             if not relay.saw_done:
                 raise UpstreamFailure(
                     "connection", "the stream ended before its final [DONE] event"
                 )
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
             if answer is not None:
                 owner.offer_case(exchange, payload, answer.text(), trace)
+                answer = None
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except UpstreamFailure as failure:
             error = client_error(failure, trace.deployment)
             if not isinstance(error, UpstreamError):
@@ -83,15 +86,33 @@ async def relay_stream(
             if not watch.disconnected:
                 raise
             watch.absorb()
-            exchange.status = CLIENT_CLOSED_REQUEST
-            exchange.error_type = "client_disconnected"
+            _closed_by_client(owner, exchange, payload, relay, answer, trace)
         except OSError:
-            exchange.status = CLIENT_CLOSED_REQUEST
-            exchange.error_type = "client_disconnected"
+            _closed_by_client(owner, exchange, payload, relay, answer, trace)
         finally:
             stream.close()
             if trace.deployment is not None:
                 owner.account(exchange, trace.deployment, relay.usage)
+
+
+def _closed_by_client(
+    owner: ChatCompletions,
+    exchange: Exchange,
+    payload: dict[str, Any],
+    relay: SseRelay,
+    answer: AnswerCollector | None,
+    trace: Trace,
+) -> None:
+    """Record a stream whose client went away: 499, unless it had the whole answer.
+
+    The `openai` client closes the connection as soon as it reads `[DONE]`, which can come
+    before the gateway's last write. Such a stream was delivered whole and counts as a success.
+    """
+    if not relay.saw_done:
+        exchange.status = CLIENT_CLOSED_REQUEST
+        exchange.error_type = "client_disconnected"
+    elif answer is not None:
+        owner.offer_case(exchange, payload, answer.text(), trace)
 
 
 async def _send_chunk(send: Send, data: bytes, answer: AnswerCollector | None) -> None:

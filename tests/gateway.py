@@ -101,6 +101,12 @@ class RunningGateway:
             time.sleep(0.005)
         asyncio.run_coroutine_threadsafe(recorder.flush(), self._loop).result(timeout=15)
 
+    def flush_cases(self) -> None:
+        """Write every queued case offer now (call `flush()` first)."""
+        sampler = self.state.sampler
+        assert sampler is not None and self._loop is not None
+        asyncio.run_coroutine_threadsafe(sampler.flush(), self._loop).result(timeout=15)
+
     def stop(self) -> None:
         for client in self._clients:
             client.close()
