@@ -68,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     from proxy import cli_eval
 
     cli_eval.register(commands)
+
+    from proxy import cli_simulate
+
+    cli_simulate.register(commands)
     return parser
 
 
