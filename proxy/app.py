@@ -32,6 +32,7 @@ from proxy.route_sync import RouteSync, sync_interval
 from proxy.route_table import RouteTable
 from proxy.routes import router
 from proxy.routes_admin import router as admin_router
+from proxy.routes_ui import router as ui_router
 from proxy.sampling import sampling_policies
 from proxy.scheduler import EvaluationScheduler
 from proxy.state import AppState
@@ -125,6 +126,7 @@ def create_app(loaded: LoadedConfig, state: AppState | None = None) -> Gateway:
             hot_routes[path] = endpoint
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(ui_router)
     _install_error_handlers(app)
     return Gateway(app, hot_routes)
 

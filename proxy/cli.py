@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     from proxy import cli_simulate
 
     cli_simulate.register(commands)
+
+    from proxy import cli_report
+
+    cli_report.register(commands)
     return parser
 
 

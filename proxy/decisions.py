@@ -476,24 +476,44 @@ def savings_to_date(engine: Engine, policy: str, reference_cost_ratio: CostRatio
         .group_by(col(RequestLog.served_model))
     )
     with Session(engine) as session:
-        rows = sorted(session.execute(query).all(), key=lambda row: (row[0] is None, row[0] or ""))
+        rows = session.execute(query).all()
+    return summarize_savings(
+        [SpendRow(model, int(count), float(spend), int(ok)) for model, count, spend, ok in rows],
+        reference_cost_ratio,
+    )
 
+
+class SpendRow(NamedTuple):
+    """A policy's requests served by one model (None: no model) in some span of time."""
+
+    model: str | None
+    requests: int
+    spend_usd: float
+    successes: int
+
+
+def summarize_savings(rows: Sequence[SpendRow], reference_cost_ratio: CostRatios) -> Savings:
+    """Price each row at the reference model's estimated cost, as `savings_to_date` describes.
+
+    Each row is priced on its own, so the amounts of consecutive spans of time add up to the
+    amounts of the whole span.
+    """
+    rows = sorted(rows, key=lambda row: (row.model is None, row.model or ""))
     ratios = reference_cost_ratio
     spends: list[ModelSpend] = []
     priced_as_free = 0
     unknown = 0
     for model, requests, spend, successes in rows:
-        spend = float(spend)
         reference_usd = spend
         if model is not None and model != ratios.reference:
             if model in ratios.by_model:
                 reference_usd = spend * ratios.by_model[model]
             elif model in ratios.free_models and ratios.reference_cost_usd is not None:
-                reference_usd = int(successes) * ratios.reference_cost_usd
-                priced_as_free += int(requests)
+                reference_usd = successes * ratios.reference_cost_usd
+                priced_as_free += requests
             else:
-                unknown += int(requests)
-        spends.append(ModelSpend(model, int(requests), spend, reference_usd))
+                unknown += requests
+        spends.append(ModelSpend(model, requests, spend, reference_usd))
 
     spend_usd = math.fsum(item.spend_usd for item in spends)
     reference_usd = math.fsum(item.reference_usd for item in spends)
