@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/pareto serve --config config/example.yaml
+	$(BIN)/pareto demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .

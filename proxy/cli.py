@@ -76,6 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     from proxy import cli_report
 
     cli_report.register(commands)
+
+    from proxy import cli_demo
+
+    cli_demo.register(commands)
     return parser
 
 

@@ -1,0 +1,108 @@
+"""`pareto demo` end to end: a switch away from the most expensive model, savings, a report."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from proxy.cli import main
+
+DEMO_SPEED = "20"  # simulated latencies divided by 20: the test's shortened schedule
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def demo_prices() -> dict[str, float]:
+    """Each demo model's cost of 1,000 input plus 1,000 output tokens, from config/demo.yaml."""
+    config = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text(encoding="utf-8"))
+    return {
+        entry["model_name"]: 1000 * entry["model_info"]["input_cost_per_token"]
+        + 1000 * entry["model_info"]["output_cost_per_token"]
+        for entry in config["model_list"]
+    }
+
+
+@pytest.mark.slow
+def test_demo_switches_to_a_cheaper_model(tmp_path: Path) -> None:
+    environ = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "proxy", "demo", "--workdir", str(tmp_path), "--speed", DEMO_SPEED],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=environ,
+        check=False,
+    )
+    out = completed.stdout
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+    prices = demo_prices()
+    most_expensive = max(prices, key=prices.__getitem__)
+    switch = re.search(r"^Decision: (\S+) -> (\S+) \(applied, mode auto\)$", out, re.MULTILINE)
+    assert switch, out
+    assert switch.group(1) == most_expensive
+    chosen = switch.group(2)
+    assert chosen != most_expensive
+    assert prices[chosen] < prices[most_expensive]
+
+    reason = re.search(r"^Reason: (.+)$", out, re.MULTILINE)
+    assert reason and chosen in reason.group(1)
+    assert "simulated, not real LLMs" in out
+    saved = re.search(r"^Saved per request: (\d+)%\.$", out, re.MULTILINE)
+    assert saved and int(saved.group(1)) > 0
+    monthly = re.search(r"\$([\d,]+\.\d\d) per 30 days", out)
+    assert monthly and float(monthly.group(1).replace(",", "")) > 0
+    assert "Failed requests" not in out
+    for model in prices:
+        assert re.search(rf"^  {re.escape(model)}\s+\$", out, re.MULTILINE), f"{model} missing"
+
+    report = tmp_path / "pareto-report.html"
+    assert f"Report: {report}" in out
+    page = report.read_text(encoding="utf-8")
+    assert "<svg" in page
+    assert chosen in page
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'pareto.db'}")
+    try:
+        with engine.connect() as connection:
+            decision = connection.execute(
+                text("SELECT previous_model, chosen_model, applied FROM routing_decision")
+            ).one()
+            served_after = connection.execute(
+                text(
+                    "SELECT served_model, count(*) FROM request_log "
+                    "WHERE policy = 'support' AND decision_id IS NOT NULL GROUP BY served_model"
+                )
+            ).all()
+            sampled = connection.execute(
+                text("SELECT count(*) FROM benchmark_case WHERE source = 'sampled'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert tuple(decision) == (most_expensive, chosen, True)
+    assert [model for model, _count in served_after] == [chosen]
+    assert sampled >= 60
+
+
+def test_demo_reports_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "absent.yaml"
+
+    code = main(["demo", "--config", str(missing), "--workdir", str(tmp_path)])
+
+    assert code == 2
+    assert f"{missing} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("speed", ["0", "-1", "fast", "5000"])
+def test_demo_rejects_bad_speed(speed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--speed", speed])
+
+    assert exited.value.code == 2
+    assert "--speed" in capsys.readouterr().err
