@@ -11,7 +11,7 @@ Definitions, per model:
   every check passes. Under the LLM and recorded judges, it passes with a score of at least 7,
   the lowest score of the rubric's "correct" band (see `evaluator.judges`).
 - cost per request: the mean cost in USD of the measured calls (successful or not, reused
-  included). A result without a measured latency, as under the recorded judge, was not called.
+  included). A result without a measured latency was not called.
 - latency p50 and p95, and mean time to first token: over the successful measured calls, in ms.
 - error rate: failed calls (status "error") divided by cases.
 """
@@ -90,8 +90,8 @@ def candidate_metrics(aggregates: Iterable[ModelAggregate]) -> list[CandidateMet
     """Turn aggregates into the candidate measurements a routing decision takes.
 
     The decision bootstraps the scores again at the policy's own confidence level. Raises
-    ValueError for a model whose cost is unknown because none of its calls was measured
-    (a recorded-judge run calls nothing): a decision should not treat it as free.
+    ValueError for a model whose cost is unknown because none of its calls was measured: a
+    decision should not treat it as free.
     """
     metrics = []
     for aggregate in aggregates:

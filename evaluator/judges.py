@@ -8,8 +8,8 @@
   otherwise, and the output passes when every check passes. A case without checks gets a
   judge error.
 - `RecordedJudge` reads the grade stored on the case for the model (`BenchmarkCase.scores`),
-  for replaying published results. It calls nothing and needs no output, and an output passes
-  with a recorded score of at least `LLM_PASS_SCORE`.
+  for replaying published results. It makes no model call of its own and ignores the output,
+  and an output passes with a recorded score of at least `LLM_PASS_SCORE`.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Verdict:
 
 
 class Judge(Protocol):
-    """Grade one output of `model` on `case`. `output` is None only for the recorded judge."""
+    """Grade one output of `model` on `case`. `output` is None for a result stored without one."""
 
     @property
     def name(self) -> str:
@@ -78,7 +78,7 @@ class Judge(Protocol):
 
 
 def output_hash(output: str | None) -> str:
-    """Hash an output for the judgment cache. No output (the recorded judge) hashes as ""."""
+    """Hash an output for the judgment cache. No output hashes as ""."""
     if output is None:
         return ""
     return hashlib.sha256(output.encode("utf-8")).hexdigest()

@@ -261,16 +261,6 @@ def insert_reused(engine: Engine, run_id: int, sources: Iterable[EvalResult]) ->
     return _insert_results(engine, rows)
 
 
-def insert_uncalled(engine: Engine, run_id: int, pairs: Iterable[Pair]) -> int:
-    """Insert "ok" results without output or measurements, for a judge that needs no call."""
-    now = utc_now()
-    rows = [
-        {"run_id": run_id, "case_id": case_id, "model": model, "status": "ok", "created_at": now}
-        for case_id, model in pairs
-    ]
-    return _insert_results(engine, rows)
-
-
 def insert_pending(engine: Engine, run_id: int, case_id: int, model: str) -> int:
     """Insert the "pending" result of a call about to be made and return its id."""
     statement = (

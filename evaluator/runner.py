@@ -17,8 +17,9 @@
    for the same case, by the same judge and rubric, reuses that verdict without a call.
 6. The run ends "completed", or "budget_exhausted" when the budget refused a call.
 
-The recorded judge needs no output, so a run under it calls nothing. Its results have no
-output, cost or latency, and their scores come from the cases.
+Under the recorded judge the candidates are called too, because a routing decision needs
+their cost, latency and error rate, but each score is the grade recorded on the case for the
+model, whatever the output.
 
 NOTE: a run still "running" is assumed to be dead. Two processes evaluating the same policy
 at once would take over each other's run.
@@ -308,14 +309,10 @@ class _Run:
             if (case_id, model) not in done
         ]
 
-        if isinstance(self._judge, RecordedJudge):
-            await self._db(run_store.insert_uncalled, self._run_id, todo)
-            todo = []
-        else:
-            todo = await self._reuse(todo)
-            for model, costs in (await self._db(run_store.measured_costs, self._run_id)).items():
-                self._budget.learn(model, costs)
-            await self._call_all(todo, run.models)
+        todo = await self._reuse(todo)
+        for model, costs in (await self._db(run_store.measured_costs, self._run_id)).items():
+            self._budget.learn(model, costs)
+        await self._call_all(todo, run.models)
 
         await self._store_expected_from_run(run.models)
         await self._judge_all()

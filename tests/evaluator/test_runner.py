@@ -385,7 +385,7 @@ async def test_budget_counts_judge_calls(
     assert summary.report.spent_usd == pytest.approx(candidates_usd + 2 * JUDGE_CALL_USD)
 
 
-async def test_recorded_judge_calls_nothing(
+async def test_recorded_judge_scores_measured_calls(
     server: ModelServer, engine: Engine, sqlite_url: str
 ) -> None:
     def recorded(number: int) -> dict[str, float]:
@@ -396,17 +396,19 @@ async def test_recorded_judge_calls_nothing(
     summary = await evaluate(engine, eval_config(server.base_url, sqlite_url, judge="recorded"))
     strong, weak = by_model(summary)["strong"], by_model(summary)["weak"]
 
-    assert server.calls == []
+    assert pair_counts(server, ("strong-up", "weak-up")).total() == 8
     assert summary.status == "completed"
-    assert summary.calls == 0
+    assert summary.calls == 8
+    assert summary.judge_calls == 0
     assert strong.scores == (9.0, 9.0, 8.0, 9.0)
     assert weak.scores[:2] == (4.0, 5.0)
     assert weak.scores[3] == 7.0
     assert weak.judge_errors == 1
     assert weak.pass_rate == pytest.approx(1 / 3)
-    assert strong.cost_per_request_usd is None
-    assert strong.latency_p50_ms is None
-    assert summary.report.spent_usd == 0.0
+    assert strong.cost_per_request_usd == pytest.approx(STRONG_CALL_USD)
+    assert weak.cost_per_request_usd == pytest.approx(WEAK_CALL_USD)
+    assert strong.latency_p50_ms is not None
+    assert summary.report.spent_usd == pytest.approx(4 * (STRONG_CALL_USD + WEAK_CALL_USD))
 
 
 async def test_rate_limited_call_is_retried(
