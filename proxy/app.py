@@ -155,7 +155,11 @@ async def _start(state: AppState) -> None:
         state.session,
         on_failure=lambda deployment, kind: failures.labels(deployment, kind).inc(),
     )
-    state.recorder = Recorder(state.engine, on_drop=state.metrics.recorder_dropped.inc)
+    state.recorder = Recorder(
+        state.engine,
+        max_queue=loaded.config.general_settings.request_log_max_queue,
+        on_drop=state.metrics.recorder_dropped.inc,
+    )
     state.recorder.start()
     state.request_lines = logs.request_line_writer()
     if loaded.config.policies:

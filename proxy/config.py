@@ -116,6 +116,8 @@ class GeneralSettings(_Section):
     master_key: SecretStr | None = None
     database_url: str | None = None
     max_request_size_mb: float = Field(default=20.0, gt=0)
+    # Pareto's addition: request rows held in memory while the database cannot take them.
+    request_log_max_queue: int = Field(default=100_000, ge=1)
 
 
 class ParetoConfig(_Section):

@@ -24,6 +24,7 @@ from proxy.errors import InvalidRequestError, ModelNotFoundError, ProxyError
 from proxy.forward import Trace
 from proxy.logs import REQUEST_LOGGER
 from proxy.recorder import RequestRow
+from proxy.sse import error_event
 from proxy.state import AppState
 from proxy.streaming import relay_stream
 from proxy.usage import Usage
@@ -33,6 +34,11 @@ logger = logging.getLogger(REQUEST_LOGGER)
 JSON_TYPE = (b"content-type", b"application/json")
 INTERNAL_ERROR = ProxyError(
     "The gateway failed unexpectedly; the error is in its log.", code="internal_error"
+)
+SHUTDOWN_ERROR = ProxyError(
+    "The gateway shut down before the response was complete. Retry the request.",
+    status=503,
+    code="gateway_shutting_down",
 )
 
 
@@ -102,6 +108,21 @@ class ForwardingEndpoint:
         except bodies.ClientDisconnected:
             exchange.status = CLIENT_CLOSED_REQUEST
             exchange.error_type = "client_disconnected"
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the graceful shutdown period
+            # (`pareto serve --graceful-timeout`) ends. The client receives an error and the
+            # request is recorded, instead of both vanishing with the process.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            logger.warning(
+                "request cancelled by shutdown: request_id=%s model=%s",
+                exchange.request_id,
+                exchange.target_model or "-",
+            )
+            exchange.status = SHUTDOWN_ERROR.status
+            exchange.error_type = SHUTDOWN_ERROR.code
+            await send_shutdown_error(send, exchange, trace)
         except ProxyError as error:
             exchange.status = error.status
             exchange.error_type = error.code or error.error_type
@@ -308,6 +329,21 @@ async def send_error(
     try:
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": error.body()})
+    except OSError:
+        return
+
+
+async def send_shutdown_error(send: Send, exchange: Exchange, trace: Trace) -> None:
+    """Send the error of a request cut off by shutdown: a response, or a stream's last event."""
+    if not exchange.response_started:
+        await send_error(send, SHUTDOWN_ERROR, exchange.headers(trace))
+        return
+    if not exchange.stream:
+        return
+    try:
+        body = error_event(SHUTDOWN_ERROR.to_dict())
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
     except OSError:
         return
 

@@ -2,7 +2,9 @@
 
 Every run that finishes (completed, or stopped by its budget) ends with the policy's decision:
 the candidates' measurements from the run go through `policies.decide`, the decision is stored
-and logged, and in auto or pinned mode the route follows it. A run that failed makes no decision.
+and logged, and in auto or pinned mode the route follows it. A run that failed makes no
+decision, and neither does a run in which no output got a score (a judge that was down or
+returned unusable replies leaves judge errors, never scores).
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ async def evaluate_and_decide(
         )
         return EvaluationOutcome(summary, None, None, str(exc))
 
+    unscored = _unscored_reason(summary)
+    if unscored is not None:
+        logger.warning(
+            "no routing decision: policy=%s run=%d reason=%s", policy, summary.run_id, unscored
+        )
+        return EvaluationOutcome(summary, None, None, unscored)
+
     measured = [metrics for metrics in measured if metrics.model in spec.candidates]
     if spec.reference not in {metrics.model for metrics in measured}:
         reason = (
@@ -97,3 +106,16 @@ async def evaluate_and_decide(
         route = resolve_routes(policies, latest_applied(engine))[policy]
         routes.apply(policy, route.model, route.decision_id)
     return EvaluationOutcome(summary, decision, decision_id)
+
+
+def _unscored_reason(summary: RunSummary) -> str | None:
+    """Explain why the run cannot decide when none of its outputs was scored, else None."""
+    aggregates = summary.report.aggregates
+    if any(aggregate.quality.cases > 0 for aggregate in aggregates):
+        return None
+    judge_errors = sum(aggregate.judge_errors for aggregate in aggregates)
+    errors = sum(aggregate.errors for aggregate in aggregates)
+    return (
+        f"run {summary.run_id} scored no output ({judge_errors} judge errors, "
+        f"{errors} failed calls), so it has nothing to decide on"
+    )

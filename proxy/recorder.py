@@ -1,10 +1,11 @@
 """The request recorder: rows are queued on the request path and written in batches elsewhere.
 
 `add()` only appends to a bounded in-memory queue. A background task writes batches in a worker
-thread. While the database is down, rows wait in the queue and are written when it returns. A row
-that arrives when the queue is full is dropped, counted in `dropped` (a metric) and logged.
+thread. While the database is down, rows wait in the queue and the writer tries again after a
+backoff that doubles up to 5 s, so the rows are written once the database returns. A row that
+arrives when the queue is full is dropped, counted in `dropped` (a metric) and logged.
 `stop()` writes every queued row before returning, unless the database stays down past its
-timeout.
+timeout, and logs how many rows were dropped in all.
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ class Recorder:
     ) -> None:
         self._engine = engine
         self._sql = _insert_sql(engine)
+        # `_insert` works on the driver's connection, whose errors SQLAlchemy does not wrap: a
+        # database that is down or locked raises the driver's own exceptions (PEP 249 `Error`).
+        self._write_errors: tuple[type[BaseException], ...] = (
+            SQLAlchemyError,
+            OSError,
+            engine.dialect.loaded_dbapi.Error,
+        )
         self._queue: deque[Row] = deque()
         self._max_queue = max_queue
         self._batch_size = batch_size
@@ -75,14 +83,17 @@ class Recorder:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._writing = 0
         self._last_drop_log = 0.0
         self.dropped = 0
         self.written = 0
         self.database_ok = True
+        self.last_error: str | None = None  # the last write's error while database_ok is False
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Rows not written yet: those in the queue and those of a write in progress."""
+        return len(self._queue) + self._writing
 
     def add(self, row: Row) -> None:
         """Queue one row; never blocks and never touches the database."""
@@ -90,7 +101,9 @@ class Recorder:
             self._drop(1)
             return
         self._queue.append(row)
-        if len(self._queue) >= self._batch_size:
+        # During an outage the writer waits out its backoff: a full batch must not cut it short,
+        # or every request would start another failing write.
+        if len(self._queue) >= self._batch_size and self.database_ok:
             self._wakeup.set()
 
     def start(self) -> None:
@@ -112,6 +125,8 @@ class Recorder:
                 "request rows lost at shutdown: rows=%d reason=database unavailable",
                 len(self._queue),
             )
+        if self.dropped:
+            logger.error("request rows dropped since start: %d (the queue was full)", self.dropped)
 
     async def flush(self) -> None:
         """Write everything queued now (tests and shutdown use it)."""
@@ -141,9 +156,11 @@ class Recorder:
 
     async def _write_batch(self) -> bool:
         batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
+        self._writing = len(batch)
         try:
             await asyncio.to_thread(self._insert, batch)
-        except (SQLAlchemyError, OSError) as exc:
+        except self._write_errors as exc:
+            self._writing = 0
             self._queue.extendleft(reversed(batch))
             overflow = len(self._queue) - self._max_queue
             if overflow > 0:
@@ -151,12 +168,22 @@ class Recorder:
                     self._queue.pop()
                 self._drop(overflow)
             if self.database_ok:
-                logger.error("request rows not written, will retry: error=%s", _short(exc))
+                logger.error(
+                    "request rows not written, will retry: queued=%d error=%s",
+                    len(self._queue),
+                    _short(exc),
+                )
             self.database_ok = False
+            self.last_error = _short(exc)
             return False
+        finally:
+            self._writing = 0
         if not self.database_ok:
-            logger.info("request rows written again after a database outage")
+            logger.info(
+                "request rows written again after a database outage: queued=%d", len(self._queue)
+            )
         self.database_ok = True
+        self.last_error = None
         self.written += len(batch)
         return True
 
@@ -209,4 +236,17 @@ def _db_values(row: RequestRow, as_text: bool) -> tuple[Any, ...]:
     created = datetime.fromtimestamp(row.created_at, UTC)
     # SQLite gets the naive UTC text form that SQLAlchemy itself writes and reads there.
     stamp: Any = created.strftime("%Y-%m-%d %H:%M:%S.%f") if as_text else created
+    # The client chooses the requested model and an upstream chooses the error code. PostgreSQL
+    # rejects the whole batch for a NUL character or a value longer than its column.
+    row = row._replace(
+        requested_model=_storable(row.requested_model, 256),
+        error_type=_storable(row.error_type, 64),
+    )
     return (row.request_id, stamp, *row[2:])
+
+
+def _storable(text: str | None, max_length: int) -> str | None:
+    """Return `text` without NUL characters and cut to `max_length` characters."""
+    if text is None:
+        return None
+    return text.replace("\x00", "\ufffd")[:max_length]

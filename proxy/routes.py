@@ -61,11 +61,17 @@ async def liveliness() -> JSONResponse:
 
 @router.get("/health/readiness")
 async def readiness(request: Request) -> JSONResponse:
-    """Report whether the database responds, with status 503 when it does not."""
+    """Report whether the database responds and takes request rows; 503 when it does not."""
     state = _state(request)
     queued = state.recorder.queued if state.recorder else 0
     if state.engine is None:
         return JSONResponse({"status": "not ready", "database": "not connected"}, 503)
+    recorder = state.recorder
+    if recorder is not None and not recorder.database_ok:
+        # A locked SQLite file still answers a query but rejects writes until the lock goes.
+        reason = f"request rows cannot be written: {recorder.last_error}"
+        body = {"status": "not ready", "database": f"unavailable: {reason}", "queued_rows": queued}
+        return JSONResponse(body, 503)
     started = time.perf_counter()
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):

@@ -2,20 +2,24 @@
 
 A policy runs on its own `schedule`, else on `evaluation.schedule`, else never. Every replica
 schedules every policy, and the per-policy `EvaluationLock` lets one of them run it while the
-others skip that turn. A run that fails is logged and does not stop the schedule.
+others skip that turn. A run that fails is logged and does not stop the schedule. A run left
+"running" by a process that died is continued as soon as the gateway starts, not at the next
+scheduled time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from evaluator.run_errors import EvaluationError
+from evaluator.run_store import running_run
 from evaluator.schedule_spec import ScheduleSpec, parse_schedule
 from proxy.eval_lock import EvaluationLock
 from proxy.evaluation import evaluate_and_decide
@@ -64,6 +68,11 @@ class EvaluationScheduler:
                 if spec.interval_seconds is not None
                 else CronTrigger.from_crontab(spec.cron, timezone=UTC)
             )
+            first_run: dict[str, Any] = {}
+            unfinished = self._unfinished_run(policy)
+            if unfinished is not None:
+                first_run["next_run_time"] = datetime.now(UTC)
+                logger.info("evaluation run to continue now: policy=%s run=%d", policy, unfinished)
             self._scheduler.add_job(
                 self._launch,
                 trigger,
@@ -72,11 +81,23 @@ class EvaluationScheduler:
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=None,
+                **first_run,
             )
             logger.info("evaluation scheduled: policy=%s schedule=%s", policy, spec.text)
         if schedules:
             self._scheduler.start()
         return len(schedules)
+
+    def _unfinished_run(self, policy: str) -> int | None:
+        """Return the id of the policy's run still marked "running", if there is one.
+
+        At start this process runs no evaluation, so such a run was left by a process that
+        stopped or died mid-run, or another process runs it now. `run_policy` takes the
+        evaluation lock before it continues the run, so only a run left behind is continued.
+        """
+        assert self._state.engine is not None
+        run = running_run(self._state.engine, policy)
+        return None if run is None else run.id
 
     async def stop(self) -> None:
         """Stop scheduling and cancel runs in progress (a later run continues them)."""

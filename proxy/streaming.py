@@ -2,6 +2,8 @@
 
 The upstream is retried only until its first chunk: after that, bytes have reached the client
 and a failure ends the stream with a final `data: {"error": ...}` event, recorded as failed.
+The deployment's `stream_timeout` bounds the wait for each complete event, so an upstream that
+sends a byte now and then without finishing an event times out too (status 408).
 A client that disconnects cancels the upstream call at once (recorded with status 499).
 """
 
@@ -62,8 +64,17 @@ async def relay_stream(
             await send({"type": "http.response.start", "status": 200, "headers": start})
             await _send_chunk(send, relay.feed(first), answer)
             exchange.ttft = time.perf_counter() - exchange.started
+            assert trace.deployment is not None, "an open stream has a deployment"
+            event_timeout = trace.deployment.stream_timeout
+            last_event = time.monotonic()
             async for chunk in stream.chunks():
-                await _send_chunk(send, relay.feed(chunk), answer)
+                events = relay.feed(chunk)
+                now = time.monotonic()
+                if events:
+                    last_event = now
+                elif now - last_event > event_timeout:
+                    raise UpstreamFailure("timeout", f"no complete event for {event_timeout:g} s")
+                await _send_chunk(send, events, answer)
                 if relay.saw_done:
                     break  # the answer is whole; the upstream's end of body adds nothing
             await _send_chunk(send, relay.flush(), answer)

@@ -84,9 +84,7 @@ class UpstreamStream:
                 async with asyncio.timeout(self._idle_timeout):
                     chunk = await content.readany()
             except TimeoutError as exc:
-                raise UpstreamFailure(
-                    "timeout", f"the stream was silent for {self._idle_timeout:g} s"
-                ) from exc
+                raise UpstreamFailure("timeout", f"no data for {self._idle_timeout:g} s") from exc
             except aiohttp.ClientError as exc:
                 raise UpstreamFailure("connection", f"the stream broke: {_describe(exc)}") from exc
             if not chunk:
@@ -186,7 +184,29 @@ async def open_stream(
     if not first:
         response.close()
         raise UpstreamFailure("invalid_response", "the upstream closed the stream without data")
+    if not _may_start_events(first):
+        response.close()
+        raise UpstreamFailure(
+            "invalid_response",
+            "the upstream's response to a streaming request is not a stream of server-sent events",
+        )
     return UpstreamStream(response, deployment.stream_timeout), first
+
+
+# The lines an event stream may begin with: a field name or a comment (the SSE standard).
+_EVENT_STREAM_STARTS = (b"data:", b"event:", b"id:", b"retry:", b":")
+
+
+def _may_start_events(first: bytes) -> bool:
+    """Return True when `first` can begin an event stream, judged by content, not content type.
+
+    A JSON or HTML body sent with status 200 fails, and its bytes never reach the client. A
+    chunk shorter than a field name passes when it begins one.
+    """
+    text = first.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+    if not text:
+        return True
+    return any(text[: len(start)] == start[: len(text)] for start in _EVENT_STREAM_STARTS)
 
 
 def _status_failure(response: aiohttp.ClientResponse, payload: bytes) -> UpstreamFailure:

@@ -1,10 +1,10 @@
 """Fakes for evaluation tests: a chat server with rule-based models, and a policy with cases.
 
-`ModelServer` runs aiohttp on 127.0.0.1 (a free port) in a background thread, so synchronous
-tests, asyncio tests and `pareto` subprocesses can all use it. Each upstream model name has a
-`Behaviour`: a function from the request's messages to the reply text, a latency and fixed
-token counts (so that each call of a model costs the same). Streamed requests get server-sent
-events with a final usage chunk; others get one JSON completion.
+`ModelServer` runs aiohttp on 127.0.0.1 (a free port unless `port` is set) in a background
+thread, so synchronous tests, asyncio tests and `pareto` subprocesses can all use it. Each
+upstream model name has a `Behaviour`: a function from the request's messages to the reply
+text, a latency and fixed token counts (so that each call of a model costs the same). Streamed
+requests get server-sent events with a final usage chunk; others get one JSON completion.
 
 Every request is recorded as a `Call` (model and last user message), `fail_next` makes the
 next calls of a model answer with an HTTP status such as 429, and `hold` keeps requests whose
@@ -145,7 +145,7 @@ class ModelServer:
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", self.port))
         await web.SockSite(runner, sock).start()
         started.set_result(sock.getsockname()[1])
         try:

@@ -13,7 +13,8 @@ several deployments of a test config:
   parts, or the JSON string `{"echo": ...}` when `response_format` requests JSON. With `tools` the
   reply calls every function tool (or the one `tool_choice` names) with the arguments
   `{"city": "Paris", "unit": "celsius"}`. Token counts are whitespace-separated words.
-- `fault-429`: 429 `rate_limit_error` with the header `retry-after: 0`.
+- `fault-429`: 429 `rate_limit_error` with the header `retry-after: N`, where N is the
+  `retry_after_seconds` knob (default 0).
 - `fault-429-no-retry-after`: the same 429 without `retry-after`.
 - `fault-500`, `fault-502`, `fault-503`: that status with a `server_error` body.
 - `fault-400-context`: 400 with code `context_length_exceeded` and a message naming the
@@ -221,7 +222,8 @@ class _Exchange:
     def _send_error_fault(self, behaviour: str) -> web.Response:
         status, error_type, code, message = _ERROR_FAULTS[behaviour]
         param = "messages" if behaviour == "400-context" else None
-        headers = {"retry-after": "0"} if behaviour == "429" else None
+        retry_after = f"{self.upstream.retry_after_seconds:g}"
+        headers = {"retry-after": retry_after} if behaviour == "429" else None
         return self.send_json(status, error_body(message, error_type, code, param), headers)
 
     async def _send_success(self) -> web.StreamResponse:
@@ -320,6 +322,7 @@ class FakeUpstream:
     - `first_chunk_seconds`: delay between the headers and the first chunk of a stream (default 0).
     - `slow_seconds`: extra delay of `fault-slow` (default 0.5).
     - `drip_seconds`: delay between bytes of `fault-slow-drip` (default 1.0).
+    - `retry_after_seconds`: the `retry-after` header value of `fault-429` (default 0).
     - `cached_tokens`: when set, usage includes `prompt_tokens_details.cached_tokens`.
     """
 
@@ -330,6 +333,7 @@ class FakeUpstream:
         self.first_chunk_seconds = 0.0
         self.slow_seconds = 0.5
         self.drip_seconds = 1.0
+        self.retry_after_seconds = 0.0
         self.cached_tokens: int | None = None
 
         self._lock = threading.Lock()
