@@ -45,7 +45,7 @@ from benchmarks.routellm_data import GPT4, MIXTRAL, MODELS, ChatConversation, Ma
 from evaluator.aggregate import candidate_metrics
 from evaluator.report import load_report
 from policies import CandidateMetrics, PolicySettings, decide
-from proxy.simulator.tokens import encoding_counter, encoding_for_model
+from proxy.tokens import encoding_counter, encoding_for_model
 
 SWEEP_RATIOS = (0.80, 0.825, 0.85, 0.875, 0.90, 0.925, 0.95, 0.975, 1.00)
 

@@ -12,8 +12,9 @@ import concurrent.futures
 import socket
 import threading
 import time
+from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import openai
 import uvicorn
@@ -24,6 +25,8 @@ from proxy.config import parse_config
 from proxy.state import AppState
 
 MASTER_KEY = "sk-test-master-key-0123456789"
+
+T = TypeVar("T")
 
 
 class RunningGateway:
@@ -100,6 +103,11 @@ class RunningGateway:
         while self.state.in_flight and time.monotonic() < deadline:
             time.sleep(0.005)
         asyncio.run_coroutine_threadsafe(recorder.flush(), self._loop).result(timeout=15)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's event loop and return its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=30)
 
     def flush_cases(self) -> None:
         """Write every queued case offer now (call `flush()` first)."""

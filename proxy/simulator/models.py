@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.simulator.latency import LatencyProfile, Timing, model_rng, profile_timing
-from proxy.simulator.tokens import TokenCounter
+from proxy.tokens import TokenCounter
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from proxy.simulator.errors import SimulatorFileError, show
 from proxy.simulator.generic import generic_reply
 from proxy.simulator.latency import LatencyProfile, number_field, parse_profile, read_yaml
 from proxy.simulator.models import Reply, SimulatedModel
-from proxy.simulator.tokens import ENCODINGS, encoding_counter, encoding_for_model
+from proxy.tokens import ENCODINGS, encoding_counter, encoding_for_model
 
 PERSONA_KEYS = frozenset(
     {

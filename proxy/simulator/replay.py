@@ -38,7 +38,7 @@ from proxy.simulator.conversation import (
 from proxy.simulator.errors import SimulatedAPIError, SimulatorFileError, show
 from proxy.simulator.latency import DEFAULT_PROFILE, LatencyProfile, Timing, recorded_timing
 from proxy.simulator.models import Reply, SimulatedModel
-from proxy.simulator.tokens import encoding_counter, encoding_for_model
+from proxy.tokens import encoding_counter, encoding_for_model
 
 MAX_REPORTED_PROBLEMS = 20
 

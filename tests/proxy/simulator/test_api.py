@@ -14,7 +14,7 @@ import tiktoken
 
 from proxy.simulator import Catalog, SimulatorServer, ThreadedSimulator, build_catalog
 from proxy.simulator.models import Reply
-from proxy.simulator.tokens import encoding_counter
+from proxy.tokens import encoding_counter
 from tests.proxy.simulator.conftest import StartSimulator
 from tests.proxy.simulator.helpers import conversation, persona, write_config, write_dataset
 

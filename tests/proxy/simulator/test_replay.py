@@ -15,7 +15,7 @@ from proxy.simulator import ThreadedSimulator, build_catalog
 from proxy.simulator.errors import SimulatedAPIError, SimulatorFileError
 from proxy.simulator.latency import DEFAULT_PROFILE, LatencyProfile, load_profiles
 from proxy.simulator.replay import ReplayModel, build_replay_models, load_replay
-from proxy.simulator.tokens import encoding_counter
+from proxy.tokens import encoding_counter
 from tests.proxy.simulator.helpers import (
     SYSTEM,
     persona,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from proxy.simulator import tokens
-from proxy.simulator.tokens import (
+from proxy import tokens
+from proxy.tokens import (
     APPROXIMATION,
     TokenCounter,
     bundled_file,
@@ -37,7 +37,7 @@ OFFLINE_SCRIPT = textwrap.dedent(
     socket.create_connection = refuse
     socket.getaddrinfo = refuse
 
-    from proxy.simulator.tokens import encoding_counter
+    from proxy.tokens import encoding_counter
 
     for name, text, expected in [
         ("cl100k_base", "hello world", [15339, 1917]),

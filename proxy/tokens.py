@@ -10,7 +10,8 @@ the network. litellm itself is not imported: only its package folder is located.
 
 When the bundled file is missing or damaged, `encoding_counter` returns the counter named
 `APPROXIMATION` ("approx-4-chars"): one token per 4 characters, rounded up, and logs a warning
-once. `pareto simulate` prints which counter each model uses.
+once. `pareto simulate` prints which counter each model uses. Evaluation calls whose stream
+reports no usage are counted with these counters too (`proxy.model_caller`).
 
 Prompt tokens follow OpenAI's published estimate for chat models: 3 tokens per message, plus
 the tokens of its role, text content and name (1 more for a name), plus 3 for the reply's
