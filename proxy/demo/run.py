@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import make_url
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
@@ -33,6 +34,7 @@ from proxy.simulator.catalog import build_catalog
 from proxy.simulator.dataset import SupportConversation, load_dataset
 from proxy.simulator.personas import load_persona_specs
 from proxy.simulator.runner import ThreadedSimulator
+from proxy.tables import RequestLog, RoutingDecision
 
 UPSTREAM_ENV = "PARETO_DEMO_UPSTREAM"
 KEY_ENV = "PARETO_DEMO_KEY"
@@ -107,6 +109,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
         log_path = options.workdir / "gateway.log"
         engine = make_engine(database_url)
         try:
+            _require_empty(engine, policy, database_url)
             with GatewayProcess(options.config, log_path, {}) as gateway:
                 console.print(f"Pareto gateway on {gateway.base_url} (log: {log_path})")
                 result = _loop(
@@ -159,6 +162,19 @@ def _loop(
         "monthly_savings_usd": monthly_savings(before, after, rate),
         "failed_requests": sum(not outcome.ok for outcome in first + second),
     }
+
+
+def _require_empty(engine: Engine, policy: str, database_url: str) -> None:
+    """Refuse a database that holds an earlier run of the policy: its figures would mix in."""
+    with Session(engine) as session:
+        requests = session.exec(select(func.count()).where(RequestLog.policy == policy)).one()
+        decisions = session.exec(select(func.count()).where(RoutingDecision.policy == policy)).one()
+    if requests or decisions:
+        shown = make_url(database_url).render_as_string(hide_password=True)
+        raise DemoError(
+            f"the database {shown} already holds {requests} requests and {decisions} "
+            f"decisions of policy {policy}; give the demo an empty database, or leave out --db"
+        )
 
 
 def _policy_and_model(loaded: LoadedConfig) -> tuple[str, str]:

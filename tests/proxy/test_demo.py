@@ -6,13 +6,17 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
+from sqlmodel import Session
 
 from proxy.cli import main
+from proxy.db import make_engine
+from proxy.tables import RequestLog
 
 DEMO_SPEED = "20"  # simulated latencies divided by 20: the test's shortened schedule
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,3 +110,31 @@ def test_demo_rejects_bad_speed(speed: str, capsys: pytest.CaptureFixture[str]) 
 
     assert exited.value.code == 2
     assert "--speed" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_database_with_an_earlier_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'used.db'}"
+    engine = make_engine(url)
+    with Session(engine) as session:
+        session.add(
+            RequestLog(
+                request_id="r1",
+                created_at=datetime.now(UTC),
+                endpoint="chat/completions",
+                status=200,
+                policy="support",
+            )
+        )
+        session.commit()
+    engine.dispose()
+    for name in ("DATABASE_URL", "PARETO_DEMO_UPSTREAM", "PARETO_DEMO_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+    code = main(["demo", "--db", url, "--workdir", str(tmp_path / "run")])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "already holds 1 requests and 0 decisions of policy support" in err
+    assert not (tmp_path / "run" / "gateway.log").exists()
