@@ -1,5 +1,5 @@
 # One image: the gateway and its command line, installed from the locked
-# runtime dependencies.
+# runtime dependencies, each checked against its SHA-256 hash.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,14 +9,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 COPY requirements-runtime.lock ./
-RUN pip install --no-cache-dir -r requirements-runtime.lock
+RUN pip install --no-cache-dir --require-hashes -r requirements-runtime.lock
 
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY evaluator ./evaluator
 COPY policies ./policies
 COPY config ./config
-RUN pip install --no-cache-dir --no-deps . \
+# The locked setuptools builds the package: an isolated build would fetch one unchecked.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && useradd --create-home --uid 10001 pareto \
     && mkdir -p /data && chown pareto /data
 
