@@ -23,11 +23,15 @@ from proxy import logs
 from proxy.config import LoadedConfig
 from proxy.db import make_engine, normalize_url
 from proxy.deployments import build_groups
-from proxy.endpoints import ChatCompletions, Embeddings
+from proxy.endpoints import ChatCompletions, Embeddings, send_error
 from proxy.errors import ProxyError, error_body
 from proxy.forward import Forwarder
+from proxy.header_limit import KIB, header_bytes, headers_too_large
+from proxy.masking import deployment_secrets
 from proxy.metrics import Metrics
+from proxy.openapi import router as openapi_router
 from proxy.recorder import Recorder
+from proxy.retention import RetentionSettings, RetentionTask
 from proxy.route_sync import RouteSync, sync_interval
 from proxy.route_table import RouteTable
 from proxy.routes import router
@@ -51,10 +55,7 @@ def build_state(loaded: LoadedConfig) -> AppState:
     for warning in warnings:
         logger.warning("config: %s", warning)
     master = config.general_settings.master_key
-    secrets = [d.api_key for d in groups.all() if d.api_key]
-    secrets.extend(
-        value for d in groups.all() for value in d.headers.values() if value.startswith("Bearer ")
-    )
+    secrets = deployment_secrets(groups.all())
     if master is not None:
         secrets.append(master.get_secret_value())
     url = make_url(normalize_url(loaded.database_url))
@@ -83,8 +84,13 @@ class Gateway:
         self.api = api
         self.state: AppState = api.state.pareto
         self._hot_routes = hot_routes
+        limit = self.state.loaded.config.general_settings.max_header_size_kb
+        self._max_header_bytes = int(limit * KIB)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and header_bytes(scope) > self._max_header_bytes:
+            await send_error(send, headers_too_large(self._max_header_bytes))
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._hot_routes.get(scope["path"])
             if endpoint is not None:
@@ -112,6 +118,8 @@ def create_app(loaded: LoadedConfig, state: AppState | None = None) -> Gateway:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # proxy.openapi serves the hand-written document, which includes the forwarding routes.
+        openapi_url=None,
     )
     app.state.pareto = app_state
     hot_routes: dict[str, ASGIApp] = {}
@@ -126,6 +134,7 @@ def create_app(loaded: LoadedConfig, state: AppState | None = None) -> Gateway:
             hot_routes[path] = endpoint
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(openapi_router)
     app.include_router(ui_router)
     _install_error_handlers(app)
     return Gateway(app, hot_routes)
@@ -170,6 +179,17 @@ async def _start(state: AppState) -> None:
         )
         state.sampler.start()
     state.background.append(asyncio.create_task(_flush_logs_periodically(), name="log-flush"))
+    retention_days = loaded.config.general_settings.retention_days
+    if retention_days is not None:
+        retention = RetentionTask(
+            state.engine,
+            RetentionSettings(
+                retention_days, loaded.config.general_settings.retention_include_imported
+            ),
+            state.retention_first_delay,
+            state.retention_interval,
+        )
+        state.background.append(asyncio.create_task(retention.run(), name="retention"))
     if state.routes:
         route_sync = RouteSync(state.engine, state.routes, route_sync_seconds)
         await route_sync.load()

@@ -51,9 +51,18 @@ class ClientDisconnected(Exception):
 # turn into floats. Such bodies are parsed again with the standard library, which keeps them.
 _LONG_NUMBER = re.compile(rb'(?<![\w."])-?\d{19,}')
 
+# orjson parses up to 1,024 levels of nesting but serializes at most 254 (orjson 3.13). A body
+# between the two would reach the standard library's encoder, which recurses in C and can raise
+# RecursionError deep inside the request, the case sampler or litellm. The body object itself is
+# level 1.
+MAX_NESTING_DEPTH = 254
+
 
 def parse_object(body: bytes) -> dict[str, Any]:
-    """Parse a JSON object, or raise a 400 that states what is wrong."""
+    """Parse a JSON object, or raise a 400 that states what is wrong.
+
+    Bodies nested deeper than `MAX_NESTING_DEPTH` levels are rejected too.
+    """
     if not body.strip():
         raise InvalidRequestError("The request body is empty; send a JSON object.")
     try:
@@ -65,6 +74,14 @@ def parse_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InvalidRequestError(
             f"The request body must be a JSON object, not {_json_kind(data)}."
+        )
+    # A body with fewer brackets than the limit cannot be nested deeper, and the count runs at
+    # C speed, so ordinary requests skip the walk over the parsed object.
+    if body.count(b"[") + body.count(b"{") > MAX_NESTING_DEPTH and _too_deep(data):
+        raise InvalidRequestError(
+            f"The request body is nested more than {MAX_NESTING_DEPTH} levels deep; "
+            "flatten the arrays and objects in it.",
+            code="nesting_too_deep",
         )
     if _LONG_NUMBER.search(body):
         exact: dict[str, Any] = json.loads(body)
@@ -154,6 +171,20 @@ def stream_options(payload: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         )
     asked = options.get("include_usage") is True
     return asked, {**options, "include_usage": True}
+
+
+def _too_deep(value: dict[str, Any] | list[Any]) -> bool:
+    """Tell whether `value` contains arrays or objects nested more than `MAX_NESTING_DEPTH` deep."""
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while pending:
+        container, depth = pending.pop()
+        if depth > MAX_NESTING_DEPTH:
+            return True
+        children = container.values() if isinstance(container, dict) else container
+        for child in children:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+    return False
 
 
 def _too_large(limit: int) -> RequestTooLargeError:

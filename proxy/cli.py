@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_eval.register(commands)
 
+    from proxy import cli_prune
+
+    cli_prune.register(commands)
+
     from proxy import cli_simulate
 
     cli_simulate.register(commands)

@@ -116,6 +116,10 @@ class GeneralSettings(_Section):
     master_key: SecretStr | None = None
     database_url: str | None = None
     max_request_size_mb: float = Field(default=20.0, gt=0)
+    # Pareto's additions: the request header limit, and how long request rows and cases stay.
+    max_header_size_kb: float = Field(default=32.0, gt=0)
+    retention_days: int | None = Field(default=None, ge=1)
+    retention_include_imported: bool = False
     # Pareto's addition: request rows held in memory while the database cannot take them.
     request_log_max_queue: int = Field(default=100_000, ge=1)
 

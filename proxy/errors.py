@@ -7,6 +7,7 @@ Hierarchy::
     ├── AuthenticationError         401: missing or wrong master key
     ├── ModelNotFoundError          404: the model is not configured
     ├── RequestTooLargeError        413: the body exceeds the configured limit
+    ├── HeadersTooLargeError        431: the request headers exceed the configured limit
     └── UpstreamError               the upstream call failed after retries and fallbacks
         ├── UpstreamTimeoutError    408: no response within the configured timeout
         └── UpstreamRateLimitError  429: every attempt was rate limited
@@ -88,6 +89,11 @@ class ModelNotFoundError(ProxyError):
 
 class RequestTooLargeError(ProxyError):
     status = 413
+    error_type = "invalid_request_error"
+
+
+class HeadersTooLargeError(ProxyError):
+    status = 431
     error_type = "invalid_request_error"
 
 

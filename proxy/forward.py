@@ -26,6 +26,7 @@ from proxy import translated
 from proxy.config import ParetoConfig
 from proxy.deployments import Deployment, DeploymentGroups
 from proxy.errors import ProxyError, UpstreamError, UpstreamRateLimitError, UpstreamTimeoutError
+from proxy.masking import deployment_secrets, masked_failure
 from proxy.upstream import JsonReply, UpstreamFailure, UpstreamStream, open_stream, post_json
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Forwarder:
         self._backoff = config.router_settings.retry_backoff_seconds
         self._drop_params = config.litellm_settings.drop_params
         self._rng = rng or random.Random()
+        self._secrets = deployment_secrets(groups.all())
 
     async def call_json(
         self, model_name: str, payload: dict[str, Any], endpoint: str, trace: Trace
@@ -117,7 +119,8 @@ class Forwarder:
                     trace.fallback_used = position > 0
                     try:
                         return await attempt(deployment)
-                    except UpstreamFailure as failure:
+                    except UpstreamFailure as caught:
+                        failure = masked_failure(caught, self._secrets)
                         last = failure
                         self._note_failure(deployment, failure, trace)
                         if not failure.retryable:
@@ -178,6 +181,9 @@ def upstream_body(deployment: Deployment, payload: dict[str, Any]) -> bytes:
 
 def client_error(failure: UpstreamFailure, deployment: Deployment | None) -> ProxyError:
     """Turn the last upstream failure into the error the client receives."""
+    if deployment is not None:
+        # Failures of a stream that has started come here without passing the retry loop.
+        failure = masked_failure(failure, deployment_secrets([deployment]))
     where = f"upstream '{deployment.id}'" if deployment else "the upstream"
     if failure.kind == "timeout":
         return UpstreamTimeoutError(

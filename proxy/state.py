@@ -19,6 +19,7 @@ from proxy.deployments import Deployment, DeploymentGroups
 from proxy.errors import AuthenticationError
 from proxy.logs import RequestLineWriter
 from proxy.metrics import Metrics
+from proxy.retention import DEFAULT_FIRST_DELAY_SECONDS, DEFAULT_INTERVAL_SECONDS
 from proxy.route_table import RouteTable
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ class AppState:
     in_flight: int = 0  # forwarding requests being answered right now
     request_lines: RequestLineWriter | None = None
     scheduler: EvaluationScheduler | None = None
+    # Seconds from the start to the first retention prune, and between prunes.
+    retention_first_delay: float = DEFAULT_FIRST_DELAY_SECONDS
+    retention_interval: float = DEFAULT_INTERVAL_SECONDS
     sample_rng: random.Random = field(default_factory=random.Random)
     started_at: float = field(default_factory=time.time)
     # Request ids: a random per-process prefix and a counter, unique across replicas and
