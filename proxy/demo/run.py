@@ -142,7 +142,8 @@ def _loop(
         with _progress(console) as progress:
             started = time.monotonic()
             first = _send(progress, traffic, messages, f"Traffic to {model}, before")
-            rate = len(first) / (time.monotonic() - started)
+            # Scaled back to real latencies, so that --speed does not inflate the projection.
+            rate = len(first) / ((time.monotonic() - started) * options.speed)
             _wait_for_cases(progress, engine, policy, len(conversations))
             _annotate(progress, engine, loaded, policy, conversations)
             decision = _evaluate(progress, gateway, engine, policy, key)
