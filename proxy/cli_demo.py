@@ -1,16 +1,22 @@
 """`pareto demo`: run the whole loop offline on simulated models and print what it decided.
 
 Exit status: 0 when the demo ran to its end (whatever the decision), 1 when a step failed,
-2 for a usage error such as a missing or invalid configuration file.
+2 for a usage error such as a missing or invalid configuration file or an unusable database,
+130 when interrupted (Ctrl-C or SIGTERM), after stopping the demo's processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from proxy.candidate_table import candidate_table
 from proxy.config import ConfigError
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -84,20 +91,63 @@ def _demo(args: argparse.Namespace) -> int:
     from proxy.demo.run import DemoError, DemoOptions, run_demo
     from proxy.simulator.errors import SimulatorFileError
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pareto-demo-"))
+    created = args.workdir is None
+    try:
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="pareto-demo-"))
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"error: cannot use {args.workdir} as the demo's folder: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     options = DemoOptions(config, models, workdir, args.db, args.speed)
     progress = Console(stderr=True)
+    # SIGTERM unwinds like Ctrl-C, so the simulator and the gateway process are stopped too.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = run_demo(options, progress)
     except (ConfigError, SimulatorFileError) as exc:
-        print(f"error: invalid demo files: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _failed(f"invalid demo files: {exc}", EXIT_USAGE, workdir, created)
     except (DemoError, GatewayStartError) as exc:
-        print(f"error: the demo stopped: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return _failed(f"the demo stopped: {exc}", EXIT_FAILED, workdir, created)
+    except (SQLAlchemyError, ArgumentError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return _failed(
+            f"the database {_shown(args.db)} cannot be used: {reason}", EXIT_USAGE, workdir, created
+        )
+    except OSError as exc:
+        return _failed(f"the demo stopped: {exc}", EXIT_FAILED, workdir, created)
+    except KeyboardInterrupt:
+        return _failed(
+            "interrupted; the demo's processes are stopped", EXIT_INTERRUPTED, workdir, created
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for line in summary_lines(result):
         print(line)
     return EXIT_OK
+
+
+def _shown(url: str | None) -> str:
+    """Return the database URL without its password, for messages."""
+    try:
+        return make_url(url or "").render_as_string(hide_password=True)
+    except ArgumentError:
+        return "given with --db"
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _failed(message: str, code: int, workdir: Path, created: bool) -> int:
+    """Print one error line; remove the demo's own temporary folder if nothing was kept in it."""
+    print(f"error: {message}", file=sys.stderr)
+    if created:
+        with contextlib.suppress(OSError):
+            workdir.rmdir()  # only when empty
+    return code
 
 
 def _find(given: Path | None, name: str) -> Path:

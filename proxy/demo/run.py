@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import make_url
@@ -99,7 +100,8 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
         os.environ[UPSTREAM_ENV] = simulator.base_url
         os.environ.setdefault(KEY_ENV, "sk-demo-" + secrets.token_urlsafe(16))
         os.environ["DATABASE_URL"] = database_url
-        loaded = load_config(options.config)
+        config_path = _scaled_config(options)
+        loaded = load_config(config_path)
         policy, model = _policy_and_model(loaded)
         console.print(
             f"Simulated models on {simulator.base_url}: {', '.join(catalog.names())}. "
@@ -110,7 +112,7 @@ def run_demo(options: DemoOptions, console: Console) -> DemoResult:
         engine = make_engine(database_url)
         try:
             _require_empty(engine, policy, database_url)
-            with GatewayProcess(options.config, log_path, {}) as gateway:
+            with GatewayProcess(config_path, log_path, {}) as gateway:
                 console.print(f"Pareto gateway on {gateway.base_url} (log: {log_path})")
                 result = _loop(
                     options, console, gateway, engine, loaded, policy, model, conversations
@@ -163,6 +165,24 @@ def _loop(
         "monthly_savings_usd": monthly_savings(before, after, rate),
         "failed_requests": sum(not outcome.ok for outcome in first + second),
     }
+
+
+def _scaled_config(options: DemoOptions) -> Path:
+    """Return the gateway's configuration, with latency ceilings divided by `--speed`.
+
+    The simulated latencies are divided by the speed factor; the ceilings must shrink with
+    them, or a model too slow at real speed would pass them and the decision would change.
+    """
+    if options.speed == 1:
+        return options.config
+    raw = yaml.safe_load(options.config.read_text(encoding="utf-8"))
+    for policy in (raw.get("policies") or {}).values():
+        ceiling = policy.get("max_latency_p95_ms")
+        if isinstance(ceiling, int | float) and not isinstance(ceiling, bool):
+            policy["max_latency_p95_ms"] = ceiling / options.speed
+    scaled = options.workdir / f"demo-speed-{options.speed:g}.yaml"
+    scaled.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return scaled
 
 
 def _require_empty(engine: Engine, policy: str, database_url: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
@@ -138,3 +140,51 @@ def test_demo_refuses_a_database_with_an_earlier_run(
     err = capsys.readouterr().err
     assert "already holds 1 requests and 0 decisions of policy support" in err
     assert not (tmp_path / "run" / "gateway.log").exists()
+
+
+def test_demo_reports_an_unusable_database_in_one_line(tmp_path: Path) -> None:
+    url = "postgresql://nobody:hunter2secret@127.0.0.1:1/none"
+    completed = subprocess.run(
+        [sys.executable, "-m", "proxy", "demo", "--db", url, "--speed", "50"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 2
+    errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "cannot be used" in errors[0]
+    assert "Traceback" not in completed.stderr
+    assert "hunter2secret" not in completed.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_demo_and_its_gateway(tmp_path: Path) -> None:
+    environ = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "demo", "--workdir", str(tmp_path), "--speed", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    gateway_url = None
+    assert demo.stderr is not None
+    for line in demo.stderr:
+        found = re.search(r"Pareto gateway on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            gateway_url = found.group(1)
+            break
+    assert gateway_url, "the demo did not start its gateway"
+    assert httpx.get(f"{gateway_url}/health/liveliness", timeout=5).status_code == 200
+
+    demo.send_signal(signal.SIGTERM)
+    _out, err = demo.communicate(timeout=60)
+
+    assert demo.returncode == 130
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{gateway_url}/health/liveliness", timeout=2)
