@@ -140,6 +140,18 @@ def _serve(args: argparse.Namespace) -> int:
     loaded = load_or_report(args.config)
     if loaded is None:
         return EXIT_CONFIG_ERROR
+    if loaded.unset_required:
+        print(
+            f"error: {args.config} needs environment variables that are not set:", file=sys.stderr
+        )
+        for problem in loaded.unset_required:
+            print(f"  {problem}", file=sys.stderr)
+        print(
+            "  Set them, or remove the keys (no master_key: the gateway accepts any caller; "
+            "no api_base: the provider's default address).",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG_ERROR
 
     import uvicorn
 

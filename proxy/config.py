@@ -20,6 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from proxy.policy_config import EvaluationConfig, PolicyConfig, check_policies
 
 ENV_PREFIX = "os.environ/"
+# Keys whose value, when it names an unset environment variable, stops `pareto serve`: without
+# the master key the gateway would accept any caller, and without an api_base a deployment
+# would send its traffic to the provider's default address instead of the intended one.
+REQUIRED_ENV_KEYS = frozenset({"master_key", "api_base"})
 SECRET_KEYS = frozenset({"api_key", "master_key", "aws_secret_access_key", "vertex_credentials"})
 DEFAULT_DATABASE_URL = "sqlite:///pareto.db"
 
@@ -164,6 +168,9 @@ class LoadedConfig:
     database_url: str
     warnings: list[str] = field(default_factory=list)
     path: Path | None = None
+    # Unset environment variables that `pareto serve` refuses to start without (see
+    # `REQUIRED_ENV_KEYS`); `check-config` reports them as warnings only.
+    unset_required: list[str] = field(default_factory=list)
 
 
 _KNOWN_SECTIONS: dict[str, type[BaseModel]] = {
@@ -193,7 +200,9 @@ def load_config(path: str | Path, environ: dict[str, str] | None = None) -> Load
     except yaml.YAMLError as exc:
         raise ConfigError([f"{file_path}: {_yaml_problem(exc)}"]) from exc
     loaded = parse_config(raw, env)
-    return LoadedConfig(loaded.config, loaded.database_url, loaded.warnings, file_path)
+    return LoadedConfig(
+        loaded.config, loaded.database_url, loaded.warnings, file_path, loaded.unset_required
+    )
 
 
 def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
@@ -202,7 +211,8 @@ def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
         raise ConfigError(["(top level): expected a mapping with model_list, got " + _kind(raw)])
 
     warnings: list[str] = []
-    resolved = _resolve_env(raw, "", environ, warnings)
+    unset_required: list[str] = []
+    resolved = _resolve_env(raw, "", environ, warnings, unset_required)
     secrets = _secret_values(resolved)
     warnings.extend(_unknown_keys(resolved))
     try:
@@ -223,7 +233,7 @@ def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
     database_url = (
         environ.get("DATABASE_URL") or config.general_settings.database_url or DEFAULT_DATABASE_URL
     )
-    return LoadedConfig(config, database_url, _mask(warnings, secrets))
+    return LoadedConfig(config, database_url, _mask(warnings, secrets), None, unset_required)
 
 
 def _secret_values(node: Any, key: str = "") -> set[str]:
@@ -277,21 +287,25 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
-def _resolve_env(node: Any, path: str, environ: dict[str, str], warnings: list[str]) -> Any:
+def _resolve_env(
+    node: Any, path: str, environ: dict[str, str], warnings: list[str], unset_required: list[str]
+) -> Any:
     if isinstance(node, dict):
         return {
-            key: _resolve_env(value, _join(path, str(key)), environ, warnings)
+            key: _resolve_env(value, _join(path, str(key)), environ, warnings, unset_required)
             for key, value in node.items()
         }
     if isinstance(node, list):
         return [
-            _resolve_env(value, f"{path}[{index}]", environ, warnings)
+            _resolve_env(value, f"{path}[{index}]", environ, warnings, unset_required)
             for index, value in enumerate(node)
         ]
     if isinstance(node, str) and node.startswith(ENV_PREFIX):
         name = node[len(ENV_PREFIX) :]
         if name not in environ:
             warnings.append(f"{path}: environment variable {name} is not set; the value is empty")
+            if path.rsplit(".", 1)[-1] in REQUIRED_ENV_KEYS:
+                unset_required.append(f"{path}: environment variable {name} is not set")
             return None
         return environ[name]
     return node

@@ -240,6 +240,30 @@ def test_serve_invalid_config_exits(tmp_path: Path) -> None:
     assert "model_list: invalid value []" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("general_settings", "master_key"), ("model_list", "api_base")],
+)
+def test_serve_refuses_unset_required_variable(tmp_path: Path, section: str, key: str) -> None:
+    config = valid_config("http://127.0.0.1:9/v1")
+    if section == "general_settings":
+        config["general_settings"]["master_key"] = "os.environ/PARETO_TEST_UNSET_VARIABLE"
+    else:
+        config["model_list"][0]["litellm_params"]["api_base"] = (
+            "os.environ/PARETO_TEST_UNSET_VARIABLE"
+        )
+    path = write_config(tmp_path, config)
+
+    served = run_pareto("serve", "--config", str(path), "--port", str(free_port()), cwd=tmp_path)
+    checked = run_pareto("check-config", str(path), cwd=tmp_path)
+
+    assert served.returncode == 2
+    assert "needs environment variables that are not set" in served.stderr
+    assert f"{key}: environment variable PARETO_TEST_UNSET_VARIABLE is not set" in served.stderr
+    assert checked.returncode == 0
+    assert "PARETO_TEST_UNSET_VARIABLE is not set; the value is empty" in checked.stderr
+
+
 def test_serve_missing_config_exits(tmp_path: Path) -> None:
     result = run_pareto("serve", "--config", "absent.yaml", cwd=tmp_path)
 
