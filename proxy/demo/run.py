@@ -193,9 +193,14 @@ def _require_empty(engine: Engine, policy: str, database_url: str) -> None:
     if requests or decisions:
         shown = make_url(database_url).render_as_string(hide_password=True)
         raise DemoError(
-            f"the database {shown} already holds {requests} requests and {decisions} "
-            f"decisions of policy {policy}; give the demo an empty database, or leave out --db"
+            f"the database {shown} already holds {_count(requests, 'request')} and "
+            f"{_count(decisions, 'decision')} of policy {policy} from an earlier run; run the "
+            "demo on an empty database (a new --workdir, or another --db)"
         )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _policy_and_model(loaded: LoadedConfig) -> tuple[str, str]:

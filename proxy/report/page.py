@@ -101,8 +101,8 @@ def _latest_decision(report: PolicyReport) -> str:
         return (
             '<section id="latest">\n<h2>Latest decision</h2>\n'
             '<p class="empty">No decision yet: this policy has not been evaluated. Run '
-            f"<code>pareto eval run --policy {esc(report.policy)}</code> or wait for the "
-            f"scheduled evaluation.{fallback}</p>\n</section>"
+            f"<code>pareto eval run --policy {esc(report.policy)} --config FILE</code> or wait "
+            f"for the scheduled evaluation.{fallback}</p>\n</section>"
         )
     latest = report.history[0]
     parts = [
