@@ -19,6 +19,7 @@ Definitions, per model:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -67,6 +68,8 @@ class ModelAggregate:
     reused: int
     interrupted: int
     judge_errors: int
+    # The most frequent judge error message, so that a report can say why outputs went unscored.
+    common_judge_error: str | None = None
 
 
 def aggregate_models(
@@ -139,7 +142,13 @@ def _aggregate(model: str, rows: list[ScoredResult], confidence: float) -> Model
         reused=sum(1 for row in attempted if row.status == "reused"),
         interrupted=sum(1 for row in rows if row.status == "interrupted"),
         judge_errors=sum(1 for row in attempted if row.judge_error is not None),
+        common_judge_error=_most_common(row.judge_error for row in attempted),
     )
+
+
+def _most_common(messages: Iterable[str | None]) -> str | None:
+    counts = Counter(message for message in messages if message is not None)
+    return counts.most_common(1)[0][0] if counts else None
 
 
 def _share(part: int, whole: int) -> float | None:

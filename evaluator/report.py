@@ -155,7 +155,9 @@ def _notes(report: RunReport) -> list[str]:
         if aggregate.interrupted:
             parts.append(f"{aggregate.interrupted} interrupted calls left out")
         if aggregate.judge_errors:
-            parts.append(f"{aggregate.judge_errors} outputs without a score (judge errors)")
+            common = aggregate.common_judge_error
+            reason = f", most often: {common[:200]}" if common else ""
+            parts.append(f"{aggregate.judge_errors} outputs without a score (judge errors{reason})")
         if parts:
             notes.append(f"{aggregate.model}: {', '.join(parts)}.")
     if report.message:

@@ -37,8 +37,16 @@ class UnknownModelError(EvaluationError):
 
 
 class NoCasesError(EvaluationError):
-    def __init__(self, policy: str) -> None:
-        super().__init__(f"policy {policy} has no cases; import some with `pareto cases import`.")
+    def __init__(self, policy: str, without: int = 0, needs: str | None = None) -> None:
+        if without and needs is not None:
+            judge = "checks" if needs == "checks" else "recorded"
+            message = (
+                f"policy {policy} has {without} cases, but none has {needs}, which the "
+                f"{judge} judge needs; attach them with `pareto cases annotate`."
+            )
+        else:
+            message = f"policy {policy} has no cases; import some with `pareto cases import`."
+        super().__init__(message)
 
 
 class RunNotFoundError(EvaluationError):

@@ -124,17 +124,26 @@ def finish_run(
 # ---------------------------------------------------------------------------
 
 
-def policy_case_ids(engine: Engine, policy: str, limit: int | None) -> list[int]:
-    """Return the ids of the policy's cases in id order, the first `limit` when given."""
+def policy_case_ids(
+    engine: Engine, policy: str, limit: int | None, needs: str | None = None
+) -> tuple[list[int], int]:
+    """Return the ids of the policy's cases in id order (the first `limit` when given), and
+    how many cases were left out because their field `needs` ("checks" or "scores") is empty.
+    """
     with Session(engine) as session:
-        statement = (
-            select(BenchmarkCase.id)
-            .where(BenchmarkCase.policy == policy)
-            .order_by(col(BenchmarkCase.id))
+        statement = select(BenchmarkCase.id, *_needed_columns(needs)).where(
+            BenchmarkCase.policy == policy
         )
-        if limit is not None:
-            statement = statement.limit(limit)
-        return [case_id for case_id in session.exec(statement).all() if case_id is not None]
+        rows = session.execute(statement.order_by(col(BenchmarkCase.id))).all()
+    ids = [row[0] for row in rows if row[0] is not None and (needs is None or row[1])]
+    left_out = len(rows) - len(ids)
+    return (ids if limit is None else ids[:limit]), left_out
+
+
+def _needed_columns(needs: str | None) -> list[Any]:
+    if needs is None:
+        return []
+    return [getattr(BenchmarkCase, needs)]
 
 
 def load_cases(engine: Engine, case_ids: Collection[int]) -> dict[int, BenchmarkCase]:

@@ -5,6 +5,9 @@
 1. Start or continue. A run of the policy still marked "running" belongs to a process that
    died, so it is continued with its own models and cases, and its pending results become
    "interrupted" (never called again). Otherwise a new run fixes its models and case list.
+   Under the checks judge, cases without checks are left out (and under the recorded judge,
+   cases without recorded scores), with a warning: calling models on them would only buy
+   judge errors. A policy with no case left raises `NoCasesError` naming what is missing.
 2. Reuse. A pair (case, model) without a result that has a fresh successful result in an
    earlier finished run gets a copy with status "reused" instead of a call.
 3. Calls. Every other pair is called, at most `evaluation.concurrency` at a time and within
@@ -274,9 +277,20 @@ class _Run:
                 self.interrupted,
             )
         else:
-            case_ids = await self._db(run_store.policy_case_ids, self._policy, limit)
+            needs = _needed_field(self._judge)
+            case_ids, left_out = await self._db(
+                run_store.policy_case_ids, self._policy, limit, needs
+            )
             if not case_ids:
-                raise NoCasesError(self._policy)
+                raise NoCasesError(self._policy, left_out, needs)
+            if left_out:
+                logger.warning(
+                    "evaluation leaves out %d cases without %s: policy=%s "
+                    "(attach them with pareto cases annotate)",
+                    left_out,
+                    needs,
+                    self._policy,
+                )
             run = await self._db(
                 run_store.create_run,
                 policy=self._policy,
@@ -580,6 +594,15 @@ class _Run:
             )
         except SQLAlchemyError as db_error:
             logger.error("cannot mark evaluation run %d failed: %s", self._run_id, db_error)
+
+
+def _needed_field(judge: Judge) -> str | None:
+    """The case field a judge cannot score without: checks, recorded scores, or none."""
+    if isinstance(judge, ChecksJudge):
+        return "checks"
+    if isinstance(judge, RecordedJudge):
+        return "scores"
+    return None
 
 
 def _hash(result: EvalResult) -> str:

@@ -115,7 +115,9 @@ def _unscored_reason(summary: RunSummary) -> str | None:
         return None
     judge_errors = sum(aggregate.judge_errors for aggregate in aggregates)
     errors = sum(aggregate.errors for aggregate in aggregates)
+    common = next((a.common_judge_error for a in aggregates if a.common_judge_error), None)
+    example = f"; judge error: {common[:200]}" if common else ""
     return (
         f"run {summary.run_id} scored no output ({judge_errors} judge errors, "
-        f"{errors} failed calls), so it has nothing to decide on"
+        f"{errors} failed calls{example}), so it has nothing to decide on"
     )

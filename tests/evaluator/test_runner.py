@@ -107,18 +107,33 @@ async def test_every_pair_called_once(server: ModelServer, engine: Engine, sqlit
     assert set(counts.values()) == {1}
 
 
-async def test_checks_judge_without_checks_is_error(
-    server: ModelServer, engine: Engine, sqlite_url: str
+async def test_checks_judge_leaves_out_cases_without_checks(
+    server: ModelServer, engine: Engine, sqlite_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    add_cases(engine, 3, checks=False)
+    ids = add_cases(engine, 5)
+    with Session(engine) as session:
+        for case in session.exec(select(BenchmarkCase).where(col(BenchmarkCase.id).in_(ids[:3]))):
+            case.checks = None
+            session.add(case)
+        session.commit()
     summary = await evaluate(engine, eval_config(server.base_url, sqlite_url))
     strong = by_model(summary)["strong"]
 
-    assert strong.judge_errors == 3
-    assert strong.quality.cases == 0
-    with Session(engine) as session:
-        errors = session.exec(select(Judgment.error)).all()
-    assert set(errors) == {"case has no checks"}
+    assert strong.judge_errors == 0
+    assert strong.quality.cases == 2
+    assert pair_counts(server, ("strong-up",)).total() == 2
+    assert "evaluation leaves out 3 cases without checks" in caplog.text
+
+
+async def test_checks_judge_without_any_checks_calls_nothing(
+    server: ModelServer, engine: Engine, sqlite_url: str
+) -> None:
+    add_cases(engine, 3, checks=False)
+
+    with pytest.raises(NoCasesError, match="has 3 cases, but none has checks"):
+        await evaluate(engine, eval_config(server.base_url, sqlite_url))
+
+    assert server.calls == []
 
 
 async def test_limit_takes_first_cases(

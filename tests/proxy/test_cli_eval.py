@@ -199,7 +199,7 @@ def test_run_continues_dead_run(
     capsys: pytest.CaptureFixture[str], config_path: str, sqlite_url: str
 ) -> None:
     engine = make_engine(sqlite_url)
-    case_ids = run_store.policy_case_ids(engine, POLICY, None)
+    case_ids, _left_out = run_store.policy_case_ids(engine, POLICY, None)
     run_store.create_run(
         engine, policy=POLICY, trigger="cli", models=["weak"], case_ids=case_ids, budget_usd=1.0
     )

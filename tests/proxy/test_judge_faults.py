@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from evaluator.report import format_report
 from evaluator.tables import EvalRun, Judgment
 from proxy.db import make_engine
 from proxy.decisions import list_decisions
@@ -100,6 +101,10 @@ async def test_judge_fault_decides_nothing(engine: Engine, sqlite_url: str, faul
     assert outcome.decision_id is None
     assert outcome.no_decision_reason is not None
     assert "scored no output" in outcome.no_decision_reason
+    assert "judge error: " in outcome.no_decision_reason
+    assert later_error in outcome.no_decision_reason or first_error in outcome.no_decision_reason
+    notes = format_report(outcome.summary.report)
+    assert "outputs without a score (judge errors, most often: " in notes
     assert list_decisions(engine, POLICY) == []
     assert [run.status for run in runs] == ["completed"]
     assert len(judgments) == 2 * CASES
