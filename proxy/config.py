@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from proxy.policy_config import EvaluationConfig, PolicyConfig, check_policies
+from proxy.policy_config import EvaluationConfig, PolicyConfig, check_policies, routing_problems
 
 ENV_PREFIX = "os.environ/"
 # Keys whose value, when it names an unset environment variable, stops `pareto serve`: without
@@ -218,7 +218,9 @@ def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
     try:
         config = ParetoConfig.model_validate(resolved)
     except ValidationError as exc:
-        raise ConfigError(_mask(_describe(exc, resolved), secrets)) from exc
+        # Routing keys are checked apart from the model, so report theirs in the same pass.
+        problems = _describe(exc, resolved) + _raw_routing_problems(resolved)
+        raise ConfigError(_mask(problems, secrets)) from exc
     warnings.extend(_unsupported_values(config))
 
     problems = _check_references(config)
@@ -234,6 +236,17 @@ def parse_config(raw: Any, environ: dict[str, str]) -> LoadedConfig:
         environ.get("DATABASE_URL") or config.general_settings.database_url or DEFAULT_DATABASE_URL
     )
     return LoadedConfig(config, database_url, _mask(warnings, secrets), None, unset_required)
+
+
+def _raw_routing_problems(resolved: dict[str, Any]) -> list[str]:
+    policies = resolved.get("policies")
+    if not isinstance(policies, dict):
+        return []
+    problems = []
+    for name, policy in policies.items():
+        if isinstance(policy, dict):
+            problems.extend(routing_problems(f"policies.{name}", policy))
+    return problems
 
 
 def _secret_values(node: Any, key: str = "") -> set[str]:

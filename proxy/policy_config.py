@@ -20,6 +20,7 @@ evaluation:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -128,8 +129,8 @@ def check_policies(
             warnings.append(f"{where}.{key}: not supported by Pareto yet; ignored")
         try:
             settings = policy.routing()
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
+        except ValueError:
+            problems.extend(routing_problems(where, policy.model_extra or {}))
             continue
         if settings.pin is not None and settings.pin not in policy.candidates:
             problems.append(f"{where}.pin: '{settings.pin}' is not one of the candidates")
@@ -149,6 +150,29 @@ def check_policies(
         except RedactionConfigError as exc:
             problems.append(str(exc))
     return problems, warnings
+
+
+def routing_problems(where: str, values: Mapping[str, Any]) -> list[str]:
+    """Check each routing key of one policy on its own; one line per invalid key.
+
+    `PolicySettings` stops at its first invalid value, so each key is tried alone (with the
+    defaults for the others), and `pin` together with `mode`, which it depends on.
+    """
+    routing = {key: value for key, value in values.items() if key in ROUTING_KEYS}
+    problems = []
+    for key, value in routing.items():
+        if key == "pin":
+            continue
+        try:
+            PolicySettings.from_mapping({key: value})
+        except ValueError as exc:
+            problems.append(f"{where}.{key}: {exc}")
+    if not problems:
+        try:
+            PolicySettings.from_mapping(routing)
+        except ValueError as exc:
+            problems.append(f"{where}.pin: {exc}")
+    return problems
 
 
 def _require_model(problems: list[str], path: str, name: Any, model_names: set[str]) -> None:
