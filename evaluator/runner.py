@@ -597,7 +597,7 @@ class _Run:
 
 
 def _needed_field(judge: Judge) -> str | None:
-    """The case field a judge cannot score without: checks, recorded scores, or none."""
+    """Return the case field a judge cannot score without: checks, scores, or None."""
     if isinstance(judge, ChecksJudge):
         return "checks"
     if isinstance(judge, RecordedJudge):

@@ -1,8 +1,11 @@
 """`pareto demo`: run the whole loop offline on simulated models and print what it decided.
 
-Exit status: 0 when the demo ran to its end (whatever the decision), 1 when a step failed,
-2 for a usage error such as a missing or invalid configuration file or an unusable database,
-130 when interrupted (Ctrl-C or SIGTERM), after stopping the demo's processes.
+Exit status:
+
+- 0: the demo ran to its end, whatever the decision.
+- 1: a step failed.
+- 2: a usage error, such as a missing or invalid configuration file or an unusable database.
+- 130: interrupted by Ctrl-C or SIGTERM, after the demo's processes were stopped.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from proxy.policy_config import EvaluationConfig, PolicyConfig, check_policies, routing_problems
 
 ENV_PREFIX = "os.environ/"
-# Keys whose value, when it names an unset environment variable, stops `pareto serve`: without
-# the master key the gateway would accept any caller, and without an api_base a deployment
-# would send its traffic to the provider's default address instead of the intended one.
+# Keys whose value stops `pareto serve` when it names an unset environment variable. Without
+# the master key the gateway would accept any caller. Without an api_base a deployment would
+# send its traffic to the provider's default address instead of the intended one.
 REQUIRED_ENV_KEYS = frozenset({"master_key", "api_base"})
 SECRET_KEYS = frozenset({"api_key", "master_key", "aws_secret_access_key", "vertex_credentials"})
 DEFAULT_DATABASE_URL = "sqlite:///pareto.db"
