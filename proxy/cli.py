@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         description="OpenAI-compatible LLM gateway that routes each workload to the cheapest "
         "model that is good enough on its own traffic.",
     )
+    parser.add_argument("--version", action="version", version=f"pareto {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway")
@@ -85,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_demo.register(commands)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pareto-gateway")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _count(number: int, singular: str, plural: str | None = None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -338,3 +339,10 @@ def test_workers_no_access_log(
     served.terminate()
 
     assert "uvicorn.access" not in served.stderr()
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_pareto("--version", cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert re.fullmatch(r"pareto \d+\.\d+\.\d+\S*\n", result.stdout)
