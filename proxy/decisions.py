@@ -385,8 +385,8 @@ class CostRatios:
         return cls(reference, decision_id, reference_cost, ratios, free)
 
 
-def reference_cost_ratios(engine: Engine, policy: str, reference: str) -> CostRatios:
-    """Read the ratios from the candidate table of the newest evaluation decision of `policy`."""
+def newest_evaluation_decision(engine: Engine, policy: str) -> StoredDecision | None:
+    """Return the newest decision of `policy` that an evaluation made (not an operator pin)."""
     query = (
         select(RoutingDecision)
         .where(
@@ -398,7 +398,12 @@ def reference_cost_ratios(engine: Engine, policy: str, reference: str) -> CostRa
     )
     with Session(engine) as session:
         row = session.execute(query).scalars().first()
-    stored = None if row is None else StoredDecision.from_row(row)
+    return None if row is None else StoredDecision.from_row(row)
+
+
+def reference_cost_ratios(engine: Engine, policy: str, reference: str) -> CostRatios:
+    """Read the ratios from the candidate table of the newest evaluation decision of `policy`."""
+    stored = newest_evaluation_decision(engine, policy)
     if stored is None or not stored.candidates:
         problem = "no evaluation decision of this policy has a candidate table yet"
         return CostRatios(reference, None, None, {}, frozenset(), problem)

@@ -22,7 +22,6 @@ from sqlmodel import Session, col
 from policies import CandidateRow, PolicySettings, QualityEstimate
 from policies.eligibility import QualityFloor, quality_floors
 from proxy.decisions import (
-    SOURCE_EVALUATION,
     AppliedRoute,
     CostRatios,
     Savings,
@@ -30,6 +29,7 @@ from proxy.decisions import (
     StoredDecision,
     latest_applied,
     list_decisions,
+    newest_evaluation_decision,
     reference_cost_ratios,
     resolve_route,
     savings_to_date,
@@ -146,7 +146,7 @@ def load_report(
 ) -> PolicyReport:
     """Read the report of `policy`, using its configuration when `config` is given."""
     problems: list[str] = []
-    stored = _newest_evaluation(engine, policy)
+    stored = newest_evaluation_decision(engine, policy)
     chart = None if stored is None else _chart_decision(stored, problems)
 
     if config is not None:
@@ -193,21 +193,6 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
-
-
-def _newest_evaluation(engine: Engine, policy: str) -> StoredDecision | None:
-    query = (
-        select(RoutingDecision)
-        .where(
-            col(RoutingDecision.policy) == policy,
-            col(RoutingDecision.source) == SOURCE_EVALUATION,
-        )
-        .order_by(col(RoutingDecision.id).desc())
-        .limit(1)
-    )
-    with Session(engine) as session:
-        row = session.execute(query).scalars().first()
-    return None if row is None else StoredDecision.from_row(row)
 
 
 def _chart_decision(stored: StoredDecision, problems: list[str]) -> ChartDecision:
