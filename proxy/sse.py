@@ -20,11 +20,14 @@ _DATA_PREFIX = b"data:"
 class SseRelay:
     """Split upstream bytes into whole events and pick out the usage along the way."""
 
-    def __init__(self, hide_usage: bool) -> None:
+    def __init__(self, hide_usage: bool, keep_events: bool = False) -> None:
         self._hide_usage = hide_usage
         self._buffer = b""
         self.usage: dict[str, Any] | None = None
         self.saw_done = False
+        # With keep_events, the events sent on are kept (by reference), so that the answer can
+        # be rebuilt after the stream when the upstream reported no usage.
+        self.kept: list[bytes] | None = [] if keep_events else None
 
     def feed(self, chunk: bytes) -> bytes:
         """Take raw bytes; return the complete events to send on, possibly empty."""
@@ -39,6 +42,8 @@ class SseRelay:
             kept = self._event(event)
             if kept:
                 out.append(kept)
+        if self.kept is not None and out:
+            self.kept.extend(out)
         return b"".join(out)
 
     def flush(self) -> bytes:

@@ -53,6 +53,7 @@ class AppState:
     forwarder: Forwarder | None = None
     recorder: Recorder | None = None
     unpriced_warned: set[str] = field(default_factory=set)
+    usage_estimated_warned: set[str] = field(default_factory=set)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     sampler: CaseSampler | None = None
     in_flight: int = 0  # forwarding requests being answered right now
@@ -97,6 +98,18 @@ class AppState:
                 code="invalid_api_key",
             )
         return MASTER_KEY_ID
+
+    def warn_usage_estimated(self, deployment: Deployment, counter: str) -> None:
+        """Log once per deployment that its streams carry no usage and are counted here."""
+        if deployment.id in self.usage_estimated_warned:
+            return
+        self.usage_estimated_warned.add(deployment.id)
+        logger.warning(
+            "deployment %s streams no usage; its streamed requests are recorded with tokens "
+            "counted by the gateway (%s), an estimate",
+            deployment.id,
+            counter,
+        )
 
     def warn_unpriced(self, deployment: Deployment) -> None:
         """Log once per deployment that its calls are recorded at cost 0."""

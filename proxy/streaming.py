@@ -19,10 +19,13 @@ from proxy.disconnect import CLIENT_CLOSED_REQUEST, DisconnectWatch
 from proxy.errors import UpstreamError
 from proxy.forward import Trace, client_error
 from proxy.sse import AnswerCollector, SseRelay, error_event
+from proxy.tokens import encoding_counter, encoding_for_model
 from proxy.upstream import UpstreamFailure
 
 if TYPE_CHECKING:
+    from proxy.deployments import Deployment
     from proxy.endpoints import ChatCompletions, Exchange
+    from proxy.state import AppState
 
 EVENT_STREAM_HEADERS = [
     (b"content-type", b"text/event-stream"),
@@ -56,7 +59,12 @@ async def relay_stream(
             exchange.error_type = "client_disconnected"
             return
 
-        relay = SseRelay(hide_usage=not client_wants_usage)
+        assert trace.deployment is not None, "an open stream has a deployment"
+        prices = trace.deployment.prices
+        # For a priced deployment the events are kept, so that a stream without usage can still
+        # be priced by counting its tokens once it has ended (see `estimated_usage`).
+        priced = prices.input > 0 or prices.output > 0
+        relay = SseRelay(hide_usage=not client_wants_usage, keep_events=priced)
         answer = AnswerCollector() if exchange.sample else None
         try:
             start = [*EVENT_STREAM_HEADERS, *exchange.headers(trace)]
@@ -64,7 +72,6 @@ async def relay_stream(
             await send({"type": "http.response.start", "status": 200, "headers": start})
             await _send_chunk(send, relay.feed(first), answer)
             exchange.ttft = time.perf_counter() - exchange.started
-            assert trace.deployment is not None, "an open stream has a deployment"
             event_timeout = trace.deployment.stream_timeout
             last_event = time.monotonic()
             async for chunk in stream.chunks():
@@ -102,8 +109,28 @@ async def relay_stream(
             _closed_by_client(owner, exchange, payload, relay, answer, trace)
         finally:
             stream.close()
-            if trace.deployment is not None:
-                owner.account(exchange, trace.deployment, relay.usage)
+            usage = relay.usage
+            if usage is None and relay.kept:
+                usage = estimated_usage(owner.state, trace.deployment, payload, relay.kept)
+            owner.account(exchange, trace.deployment, usage)
+
+
+def estimated_usage(
+    state: AppState, deployment: Deployment, payload: dict[str, Any], events: list[bytes]
+) -> dict[str, int]:
+    """Count a finished stream's tokens with tiktoken, for an upstream that reported none.
+
+    Runs once per such stream, after its last byte was sent; one warning per deployment says
+    that its recorded tokens are estimates.
+    """
+    answer = AnswerCollector()
+    for event in events:
+        answer.add(event)
+    counter = encoding_counter(encoding_for_model(deployment.upstream_model))
+    messages = payload.get("messages")
+    prompt = counter.count_messages(messages) if isinstance(messages, list) else 0
+    state.warn_usage_estimated(deployment, counter.name)
+    return {"prompt_tokens": prompt, "completion_tokens": counter.count(answer.text())}
 
 
 def _closed_by_client(

@@ -1,4 +1,4 @@
-"""Evaluation calls count tokens themselves when a stream reports no usage."""
+"""Streams that report no usage: evaluation calls and client requests count their tokens."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 from aiohttp import web
+from sqlmodel import Session, select
 
 from proxy.model_caller import GatewayModelCaller
+from proxy.tables import RequestLog
 from proxy.tokens import encoding_counter
 from tests.conftest import GatewayFactory
 from tests.gateway import deployment
@@ -78,3 +80,44 @@ def test_stream_without_usage_is_counted_and_priced(
     warnings = [r.getMessage() for r in caplog.records if "streams no usage" in r.getMessage()]
     assert len(warnings) == 1
     assert "o200k_base" in warnings[0]
+
+
+def test_client_stream_without_usage_is_recorded_with_counted_tokens(
+    upstream: ThreadedApp, start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = f"{upstream.base_url}/v1"
+    free = {"input_cost_per_token": 0, "output_cost_per_token": 0}
+    gateway = start_gateway(
+        {
+            "model_list": [
+                deployment("quiet", "gpt-4o-mini", base, model_info=PRICES),
+                deployment("reported", "with-usage", base, model_info=PRICES),
+                deployment("local", "llama", base, model_info=free),
+            ]
+        }
+    )
+    client = gateway.client()
+
+    for model in ("quiet", "reported", "local"):
+        chunks = client.chat.completions.create(model=model, messages=MESSAGES, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == ANSWER
+    gateway.flush()
+
+    assert gateway.state.engine is not None
+    with Session(gateway.state.engine) as session:
+        rows = {row.served_model: row for row in session.exec(select(RequestLog)).all()}
+    counter = encoding_counter("o200k_base")
+    quiet = rows["quiet"]
+    assert (quiet.prompt_tokens, quiet.completion_tokens) == (
+        counter.count_messages(MESSAGES),
+        counter.count(ANSWER),
+    )
+    assert quiet.cost_usd == pytest.approx(
+        quiet.prompt_tokens * 0.000002 + quiet.completion_tokens * 0.00001
+    )
+    assert (rows["reported"].prompt_tokens, rows["reported"].completion_tokens) == (100, 50)
+    assert (rows["local"].prompt_tokens, rows["local"].completion_tokens) == (0, 0)
+    estimated = [
+        r for r in caplog.records if "recorded with tokens counted by the gateway" in r.getMessage()
+    ]
+    assert len(estimated) == 1
