@@ -20,7 +20,7 @@ from proxy.cli import main
 from proxy.db import make_engine
 from proxy.tables import RequestLog
 
-DEMO_SPEED = "20"  # simulated latencies divided by 20: the test's shortened schedule
+DEMO_SPEED = "8"  # latencies and the latency ceiling divided by 8: the shortened schedule
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,6 +32,13 @@ def demo_prices() -> dict[str, float]:
         + 1000 * entry["model_info"]["output_cost_per_token"]
         for entry in config["model_list"]
     }
+
+
+def slowest_persona() -> str:
+    """The demo persona with the longest time to first token, from config/demo-models.yaml."""
+    personas = yaml.safe_load((ROOT / "config" / "demo-models.yaml").read_text(encoding="utf-8"))
+    slowest: str = max(personas["models"], key=lambda persona: persona["ttft_ms"])["name"]
+    return slowest
 
 
 @pytest.mark.slow
@@ -67,6 +74,10 @@ def test_demo_switches_to_a_cheaper_model(tmp_path: Path) -> None:
     assert "Failed requests" not in out
     for model in prices:
         assert re.search(rf"^  {re.escape(model)}\s+\$", out, re.MULTILINE), f"{model} missing"
+    # The latency ceiling shrinks with --speed, so the slowest persona stays excluded by it.
+    slowest = slowest_persona()
+    row = re.search(rf"^  {re.escape(slowest)}\s.*$", out, re.MULTILINE)
+    assert row and "p95 latency" in row.group(0) and "> " in row.group(0), out
 
     report = tmp_path / "pareto-report.html"
     assert f"Report: {report}" in out
