@@ -19,7 +19,7 @@ CANDIDATE_HEADERS = (
 
 
 def candidate_table(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """One header line and one line per candidate row of a stored decision."""
+    """Return a header line and one line per candidate row of a stored decision."""
     cells = [CANDIDATE_HEADERS]
     for row in rows:
         latency = row["latency_p95_ms"]
@@ -44,7 +44,7 @@ def candidate_table(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def quality_text(mean: float | None, low: float | None, high: float | None) -> str:
-    """A quality mean with its interval, or "no scores"."""
+    """Format a quality mean with its interval, or "no scores"."""
     if mean is None or low is None or high is None or math.isnan(mean):
         return "no scores"
     return f"{mean:.2f} [{low:.2f}, {high:.2f}]"

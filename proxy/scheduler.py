@@ -108,14 +108,14 @@ class EvaluationScheduler:
         await asyncio.gather(*self._running, return_exceptions=True)
 
     def running(self, policy: str) -> bool:
-        """Whether this process is evaluating `policy` right now."""
+        """Tell whether this process is evaluating `policy` right now."""
         return any(task.get_name() == f"evaluate:{policy}" for task in self._running)
 
     def start_now(self, policy: str) -> bool:
         """Start an evaluation of `policy` now; False if this process already runs one.
 
-        Another process may hold the policy's lock; the run then ends at once and says so in
-        the log, as a scheduled run would.
+        Another process may hold the policy's lock; the run then ends at once with a log line,
+        as a scheduled run would.
         """
         if self.running(policy):
             return False

@@ -25,7 +25,7 @@ class SseRelay:
         self._buffer = b""
         self.usage: dict[str, Any] | None = None
         self.saw_done = False
-        # With keep_events, the events sent on are kept (by reference), so that the answer can
+        # With keep_events, the events sent on are kept (by reference), so that the reply text can
         # be rebuilt after the stream when the upstream reported no usage.
         self.kept: list[bytes] | None = [] if keep_events else None
 
