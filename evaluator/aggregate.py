@@ -68,7 +68,7 @@ class ModelAggregate:
     reused: int
     interrupted: int
     judge_errors: int
-    # The most frequent judge error message, so that a report can say why outputs went unscored.
+    # The most frequent judge error message, so that a report can show why outputs went unscored.
     common_judge_error: str | None = None
 
 

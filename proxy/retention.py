@@ -221,7 +221,7 @@ class RetentionTask:
             report = await asyncio.shield(job)
         except asyncio.CancelledError:
             # Let the batch in progress commit, so that shutdown does not dispose of the engine
-            # under it; the batches after it are left for the next start.
+            # under it. The batches after it are left for the next start.
             stop.set()
             await asyncio.gather(job, return_exceptions=True)
             raise

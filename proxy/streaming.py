@@ -83,7 +83,7 @@ async def relay_stream(
                     raise UpstreamFailure("timeout", f"no complete event for {event_timeout:g} s")
                 await _send_chunk(send, events, answer)
                 if relay.saw_done:
-                    break  # the answer is whole; the upstream's end of body adds nothing
+                    break  # the reply is complete, so the rest of the upstream body adds nothing
             await _send_chunk(send, relay.flush(), answer)
             if not relay.saw_done:
                 raise UpstreamFailure(
@@ -120,7 +120,7 @@ def estimated_usage(
 ) -> dict[str, int]:
     """Count a finished stream's tokens with tiktoken, for an upstream that reported none.
 
-    Runs once per such stream, after its last byte was sent; one warning per deployment says
+    Runs once per such stream, after its last byte was sent. One warning per deployment states
     that its recorded tokens are estimates.
     """
     answer = AnswerCollector()
@@ -141,7 +141,7 @@ def _closed_by_client(
     answer: AnswerCollector | None,
     trace: Trace,
 ) -> None:
-    """Record a stream whose client went away: 499, unless it had the whole answer.
+    """Record a stream whose client went away: 499, unless it received the whole reply.
 
     The `openai` client closes the connection as soon as it reads `[DONE]`, which can come
     before the gateway's last write. Such a stream was delivered whole and counts as a success.

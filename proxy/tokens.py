@@ -49,7 +49,7 @@ TOKENS_PER_IMAGE = 85
 
 @dataclass(frozen=True)
 class BundledFile:
-    """Where tiktoken caches one encoding's file, and the SHA-256 it checks the file against."""
+    """The name of one encoding's file in tiktoken's cache, and its expected SHA-256."""
 
     cache_key: str
     sha256: str
@@ -89,7 +89,7 @@ class TokenCounter:
         return self._encoding is not None
 
     def count(self, text: str) -> int:
-        """The number of tokens of `text`. Special-token strings count as ordinary text."""
+        """Count the tokens of `text`. Special-token strings count as ordinary text."""
         if self._encoding is None:
             return math.ceil(len(text) / CHARS_PER_APPROXIMATE_TOKEN)
         return len(self._encoding.encode(text, disallowed_special=()))
@@ -162,7 +162,7 @@ def bundled_tokenizer_dir() -> Path | None:
 
 
 def bundled_file(name: str) -> Path | None:
-    """The bundled file of encoding `name` when it exists and its SHA-256 is the expected one."""
+    """Return the bundled file of encoding `name` if it exists and has the expected SHA-256."""
     expected = BUNDLED_FILES.get(name)
     folder = bundled_tokenizer_dir()
     if expected is None or folder is None:
@@ -176,7 +176,7 @@ def bundled_file(name: str) -> Path | None:
 
 
 def encoding_counter(name: str = DEFAULT_ENCODING) -> TokenCounter:
-    """The counter of tiktoken encoding `name` (one of `ENCODINGS`), loaded once per process.
+    """Return the counter of tiktoken encoding `name` (one of `ENCODINGS`), loaded once per process.
 
     Falls back to the `APPROXIMATION` counter, with a warning, when the bundled file is not
     usable. Raises ValueError for a name that is not in `ENCODINGS`.
@@ -214,7 +214,7 @@ def _load(name: str) -> TokenCounter:
 
 
 def encoding_for_model(model: str | None) -> str:
-    """The encoding tiktoken maps `model` to when it is one of `ENCODINGS`, else the default."""
+    """Return the encoding tiktoken maps `model` to if it is in `ENCODINGS`, else the default."""
     if model:
         try:
             name = tiktoken.encoding_name_for_model(model)

@@ -170,8 +170,8 @@ def _loop(
 def _scaled_config(options: DemoOptions) -> Path:
     """Return the gateway's configuration, with latency ceilings divided by `--speed`.
 
-    The simulated latencies are divided by the speed factor; the ceilings must shrink with
-    them, or a model too slow at real speed would pass them and the decision would change.
+    The simulated latencies are divided by the speed factor, so the ceilings must shrink with
+    them. Otherwise a model too slow at real speed would pass them and the decision would change.
     """
     if options.speed == 1:
         return options.config
@@ -186,14 +186,17 @@ def _scaled_config(options: DemoOptions) -> Path:
 
 
 def _require_empty(engine: Engine, policy: str, database_url: str) -> None:
-    """Refuse a database that holds an earlier run of the policy: its figures would mix in."""
+    """Raise `DemoError` if the database contains an earlier run of the policy.
+
+    The earlier requests and decisions would mix into the before and after figures.
+    """
     with Session(engine) as session:
         requests = session.exec(select(func.count()).where(RequestLog.policy == policy)).one()
         decisions = session.exec(select(func.count()).where(RoutingDecision.policy == policy)).one()
     if requests or decisions:
         shown = make_url(database_url).render_as_string(hide_password=True)
         raise DemoError(
-            f"the database {shown} already holds {_count(requests, 'request')} and "
+            f"the database {shown} already contains {_count(requests, 'request')} and "
             f"{_count(decisions, 'decision')} of policy {policy} from an earlier run; run the "
             "demo on an empty database (a new --workdir, or another --db)"
         )

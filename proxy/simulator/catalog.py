@@ -21,7 +21,7 @@ class Catalog:
 
     @classmethod
     def of(cls, models: Iterable[SimulatedModel]) -> Catalog:
-        """A catalog of these models. Raises `SimulatorFileError` when two share a name."""
+        """Build a catalog of these models. Raises `SimulatorFileError` when two share a name."""
         catalog = cls()
         problems = []
         for model in models:
@@ -47,7 +47,7 @@ class Catalog:
         return list(self.models)
 
     def get(self, name: str) -> SimulatedModel:
-        """The model named `name`, or a 404 `model_not_found` listing the known models."""
+        """Return the model named `name`, or raise a 404 `model_not_found` naming the others."""
         model = self.models.get(name)
         if model is not None:
             return model

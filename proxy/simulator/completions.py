@@ -44,7 +44,7 @@ class Usage:
 
 
 def parse_body(body: bytes) -> dict[str, Any]:
-    """The JSON object of a request body, or a 400."""
+    """Parse a request body as a JSON object, or raise a 400."""
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -133,7 +133,7 @@ def new_id() -> str:
 def completion(
     completion_id: str, model: str, text: str, finish_reason: str, usage: Usage
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object."""
+    """Build a ``chat.completion`` object."""
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -162,7 +162,7 @@ def chunk(
     include_usage: bool = False,
     usage: Usage | None = None,
 ) -> dict[str, Any]:
-    """A ``chat.completion.chunk`` object: a delta, or (with `usage`) the final usage chunk.
+    """Build a ``chat.completion.chunk`` object: a delta, or (with `usage`) the final usage chunk.
 
     With `include_usage`, every chunk carries ``"usage": null`` except the final one, as
     OpenAI's do.

@@ -1,10 +1,10 @@
 """Which recorded conversation a request is: the matching rule shared by both modes.
 
 A conversation's key is its messages reduced to role and text content, with whitespace
-collapsed (`evaluator.cases.normalize_messages`, the same rule that identifies a benchmark
-case), except that an assistant message keeps only its role: its content is ignored, so a
-multi-turn conversation matches whichever model wrote the earlier replies. Other fields (names,
-tool calls, request parameters) are not compared.
+collapsed. This is `evaluator.cases.normalize_messages`, the rule that also identifies a
+benchmark case. An assistant message keeps only its role, so a multi-turn conversation matches
+whichever model wrote the earlier replies. Other fields (names, tool calls, request parameters)
+are not compared.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ ConversationKey = str
 
 
 def message_keys(messages: Sequence[Mapping[str, Any]]) -> list[str]:
-    """One comparable string per message: role plus normalized content (role alone for
-    assistant messages)."""
+    """Return one comparable string per message: its role and normalized content.
+
+    Assistant messages keep their role only.
+    """
     keys = []
     for message in normalize_messages(messages):
         role = message["role"]
@@ -30,17 +32,12 @@ def message_keys(messages: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def conversation_key(messages: Sequence[Mapping[str, Any]]) -> ConversationKey:
-    """The key under which a conversation is recorded and looked up."""
+    """Return the key under which a conversation is recorded and looked up."""
     return "\n".join(message_keys(messages))
 
 
-def first_user(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The whitespace-collapsed text of the first user message ("" without one)."""
-    return first_user_text(messages)
-
-
 def last_user(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The whitespace-collapsed text of the last user message ("" without one)."""
+    """Return the whitespace-collapsed text of the last user message ("" if there is none)."""
     for message in reversed(messages):
         if message.get("role") == "user":
             return first_user_text([message])
@@ -48,12 +45,12 @@ def last_user(messages: Sequence[Mapping[str, Any]]) -> str:
 
 
 def user_turns(messages: Sequence[Mapping[str, Any]]) -> int:
-    """The number of user messages."""
+    """Count the user messages."""
     return sum(1 for message in messages if message.get("role") == "user")
 
 
 def common_prefix(left: Sequence[str], right: Sequence[str]) -> int:
-    """The number of leading items that two key lists share."""
+    """Count the leading items that two key lists have in common."""
     count = 0
     for a, b in zip(left, right, strict=False):
         if a != b:

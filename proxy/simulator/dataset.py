@@ -65,7 +65,7 @@ class Dataset:
     by_key: dict[ConversationKey, SupportConversation]
 
     def match(self, key: ConversationKey) -> SupportConversation | None:
-        """The conversation with this key, if the dataset holds it."""
+        """Return the conversation with this key, or None if the dataset has none."""
         return self.by_key.get(key)
 
 

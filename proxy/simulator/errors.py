@@ -15,7 +15,7 @@ from typing import Any
 
 
 class SimulatorFileError(Exception):
-    """A simulator input file cannot be used; `problems` holds one sentence per problem."""
+    """Raised for simulator input files that cannot be used, with one sentence per problem."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -42,25 +42,25 @@ class SimulatedAPIError(Exception):
         self.param = param
 
     def body(self) -> dict[str, Any]:
-        """The error envelope as a JSON-ready dict."""
+        """Return the error envelope as a JSON-ready dict."""
         return error_body(self.message, self.error_type, self.code, self.param)
 
 
 def error_body(
     message: str, error_type: str, code: str | None = None, param: str | None = None
 ) -> dict[str, Any]:
-    """OpenAI's error envelope."""
+    """Build OpenAI's error envelope."""
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def bad_request(
     message: str, *, param: str | None = None, code: str | None = None
 ) -> SimulatedAPIError:
-    """A 400 `invalid_request_error`."""
+    """Build a 400 `invalid_request_error`."""
     return SimulatedAPIError(400, message, param=param, code=code)
 
 
 def show(value: object, limit: int = 80) -> str:
-    """A value as it reads in an error message, cut to `limit` characters."""
+    """Format a value for an error message, cut to `limit` characters."""
     text = repr(value) if not isinstance(value, str) else '"' + value + '"'
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -7,8 +7,8 @@ up to 10% faster or slower). Each request draws one jitter factor from the model
 gets the same delays in every run.
 
 A `Timing` is the plan of one reply: `ttft` seconds until the first token, then `per_token`
-seconds for each further token. A plain reply is sent after ``ttft + tokens * per_token``; a
-streamed one sends its first chunk after `ttft` and each further chunk of a few tokens when its
+seconds for each further token. A plain reply is sent after ``ttft + tokens * per_token``. A
+streamed one sends its first chunk after `ttft`, then each further chunk of a few tokens when its
 tokens are due. Every delay is divided by the simulator's `speed` factor.
 
 Replayed rows may carry recorded times, used as recorded, without jitter (`recorded_timing`).
@@ -54,12 +54,12 @@ class Timing:
         return self.ttft + tokens * self.per_token
 
     def scaled(self, speed: float) -> Timing:
-        """The same plan run `speed` times faster."""
+        """Return the same plan run `speed` times faster."""
         return Timing(self.ttft / speed, self.per_token / speed)
 
 
 def profile_timing(profile: LatencyProfile, rng: random.Random) -> Timing:
-    """One request's timing from a profile, with a jitter factor drawn from `rng`."""
+    """Return one request's timing from a profile, with a jitter factor drawn from `rng`."""
     factor = 1.0 + rng.uniform(-profile.jitter, profile.jitter) if profile.jitter else 1.0
     return Timing(
         ttft=profile.ttft_ms / 1000.0 * factor,
@@ -74,7 +74,7 @@ def recorded_timing(
     ttft_ms: float | None,
     latency_ms: float | None,
 ) -> Timing:
-    """The timing of a replayed reply of `tokens` tokens.
+    """Return the timing of a replayed reply of `tokens` tokens.
 
     - `ttft_ms` and `latency_ms`: the first token after `ttft_ms`, the reply complete after
       `latency_ms`.

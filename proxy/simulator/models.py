@@ -1,4 +1,4 @@
-"""What the server needs from a simulated model, whichever mode it comes from.
+"""The interface the server uses for a simulated model, whichever mode it comes from.
 
 A `SimulatedModel` has a name, a token counter and a latency profile, and turns a request's
 messages into a `Reply` (or raises `SimulatedAPIError`, as a replayed model does for a
@@ -44,12 +44,12 @@ class SimulatedModel(ABC):
 
     @abstractmethod
     def reply(self, messages: Sequence[Mapping[str, Any]]) -> Reply:
-        """The reply to a request with these messages."""
+        """Return the reply to a request with these messages."""
 
     def timing(self, reply: Reply, tokens: int) -> Timing:
-        """The delays of `reply`, which has `tokens` tokens. Personas draw jitter here."""
+        """Return the delays of `reply`, which has `tokens` tokens. Personas draw jitter here."""
         return profile_timing(self.profile, self.rng)
 
     @abstractmethod
     def describe(self) -> str:
-        """One line for `pareto simulate`'s list of models."""
+        """Return one line for `pareto simulate`'s list of models."""

@@ -159,7 +159,9 @@ def _parse_entry(
 
     if len(problems) > before:
         return None
-    assert isinstance(name, str) and profile is not None and flaw_rate is not None
+    assert isinstance(name, str)
+    assert profile is not None
+    assert flaw_rate is not None
     dataset = BUNDLED_DATASET if dataset_text is None else folder / Path(dataset_text).expanduser()
     return PersonaSpec(
         name=name,
@@ -184,13 +186,13 @@ def _optional_text(entry: dict[str, Any], key: str, where: str, problems: list[s
 
 
 def flaw_hash(persona: str, conversation_id: str, salt: str = "") -> int:
-    """A 64-bit number from SHA-256 of the persona name and conversation id."""
+    """Hash the persona name and conversation id (SHA-256) into a 64-bit number."""
     digest = hashlib.sha256(f"{salt}{persona}\0{conversation_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 
 def flawed_ids(persona: str, ids: Iterable[str], flaw_rate: float) -> frozenset[str]:
-    """The ids a persona answers with a flawed reply: `round(flaw_rate * N)` of the N ids."""
+    """Return the ids that get a flawed reply from a persona: `round(flaw_rate * N)` of N ids."""
     ordered = sorted(
         ids, key=lambda conversation_id: (flaw_hash(persona, conversation_id), conversation_id)
     )
@@ -199,7 +201,7 @@ def flawed_ids(persona: str, ids: Iterable[str], flaw_rate: float) -> frozenset[
 
 
 class Persona(SimulatedModel):
-    """A simulated model that answers a dataset with a stable share of flawed replies."""
+    """A simulated model that replies to a dataset with a stable share of flawed replies."""
 
     kind = "persona"
 

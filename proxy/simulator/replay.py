@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator.cases import CaseRowError, describe, parse_messages
+from evaluator.cases import CaseRowError, describe, first_user_text, parse_messages
 from proxy.simulator.conversation import (
     ConversationKey,
     clip,
     common_prefix,
     conversation_key,
-    first_user,
     last_user,
     message_keys,
     user_turns,
@@ -173,7 +172,7 @@ def _milliseconds(raw: dict[str, Any], key: str) -> float | None:
 
 
 class ReplayModel(SimulatedModel):
-    """A model that answers exactly the conversations recorded for it."""
+    """A model that replies only to the conversations recorded for it."""
 
     kind = "replay"
 
@@ -213,12 +212,12 @@ class ReplayModel(SimulatedModel):
             f"turn{'s' if user_turns(messages) != 1 else ''}; last user message: "
             f'"{clip(last_user(messages))}").'
         )
-        opening = first_user(messages)
+        opening = first_user_text(messages)
         keys = message_keys(messages)
         closest: Recording | None = None
         closest_shared = -1
         for recording in self.recordings.values():
-            if first_user(recording.messages) != opening:
+            if first_user_text(recording.messages) != opening:
                 continue
             shared = common_prefix(keys, recording.keys)
             if shared > closest_shared:
@@ -262,7 +261,7 @@ def _brief(message: Mapping[str, Any]) -> str:
     role = message.get("role")
     if role == "assistant":
         return "assistant"
-    content = first_user([{**message, "role": "user"}])
+    content = first_user_text([{**message, "role": "user"}])
     return f'{role} "{clip(content, 60)}"'
 
 

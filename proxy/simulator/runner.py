@@ -33,7 +33,7 @@ STOP_TIMEOUT_SECONDS = 10.0
 
 
 def base_url(host: str, port: int) -> str:
-    """The OpenAI base URL (ending in /v1) of a server at host:port."""
+    """Return the OpenAI base URL (ending in /v1) of a server at host:port."""
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/v1"
 

@@ -36,7 +36,7 @@ OWNER = "pareto-simulator"
 
 @dataclass(frozen=True)
 class Simulation:
-    """What the handlers serve: the models, and the factor that divides every delay."""
+    """The handlers' shared state: the models, and the factor that divides every delay."""
 
     catalog: Catalog
     speed: float = 1.0
@@ -47,7 +47,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(catalog: Catalog, speed: float = 1.0) -> web.Application:
-    """The aiohttp application serving `catalog`, with delays divided by `speed`."""
+    """Build the aiohttp application serving `catalog`, with delays divided by `speed`."""
     if not speed > 0:
         raise ValueError(f"speed must be greater than 0, got {speed!r}")
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)

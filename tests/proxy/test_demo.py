@@ -149,7 +149,7 @@ def test_demo_refuses_a_database_with_an_earlier_run(
 
     assert code == 1
     err = capsys.readouterr().err
-    assert "already holds 1 request and 0 decisions of policy support" in err
+    assert "already contains 1 request and 0 decisions of policy support" in err
     assert not (tmp_path / "run" / "gateway.log").exists()
 
 
