@@ -82,7 +82,7 @@ def test_stream_without_usage_is_counted_and_priced(
     assert "o200k_base" in warnings[0]
 
 
-def test_client_stream_without_usage_is_recorded_with_counted_tokens(
+def test_client_stream_without_usage_counted(
     upstream: ThreadedApp, start_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     base = f"{upstream.base_url}/v1"

@@ -107,7 +107,7 @@ def test_stream_without_include_usage(simulator: ThreadedSimulator) -> None:
     assert len(chunks) > 3
 
 
-def test_stream_with_include_usage_ends_with_a_usage_chunk(simulator: ThreadedSimulator) -> None:
+def test_stream_include_usage_final_chunk(simulator: ThreadedSimulator) -> None:
     body = {
         "model": "sim-good",
         "messages": MESSAGES,
@@ -198,7 +198,7 @@ def test_n_of_one_is_accepted(simulator: ThreadedSimulator) -> None:
     assert post(simulator, {"model": "sim-good", "messages": MESSAGES, "n": 1}).status_code == 200
 
 
-def test_unknown_model_gets_404_naming_it_and_the_known_models(
+def test_unknown_model_404(
     simulator: ThreadedSimulator,
 ) -> None:
     error = assert_error(post(simulator, {"model": "gpt-5", "messages": MESSAGES}), 404)
@@ -239,7 +239,7 @@ def test_plain_reply_waits_ttft_plus_tokens_over_rate(start_simulator: StartSimu
     assert 0.2 + tokens * 0.00625 <= elapsed_good < 0.2 + tokens * 0.00625 + 0.15
 
 
-def test_stream_sends_first_chunk_after_ttft_then_paces_chunks(
+def test_stream_chunk_pacing(
     start_simulator: StartSimulator,
 ) -> None:
     simulator = start_simulator(speed=2)

@@ -49,7 +49,7 @@ def problems_of(tmp_path: Path, models: Any) -> list[str]:
 # Quality
 
 
-def test_flawed_share_over_200_ids_is_close_to_the_rate() -> None:
+def test_flawed_share_matches_rate() -> None:
     ids = [f"conversation-{n}" for n in range(200)]
     for rate in (0.0, 0.02, 0.04, 0.25, 0.33, 0.5, 1.0):
         for name in ("sim-premium", "sim-mini", "x"):

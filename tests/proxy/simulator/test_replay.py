@@ -68,14 +68,14 @@ def test_recorded_answer_and_usage(tmp_path: Path) -> None:
     assert (reply.prompt_tokens, reply.completion_tokens) == (40, 19)
 
 
-def test_multi_turn_replays_turn_by_turn_whoever_answered_turn_one(tmp_path: Path) -> None:
+def test_replay_multi_turn(tmp_path: Path) -> None:
     gpt4 = model(tmp_path)
     assert gpt4.reply(turn_two()).text == ANSWER_2
     assert gpt4.reply(turn_two(assistant="Another model's first answer.")).text == ANSWER_2
     assert gpt4.counter.name == "cl100k_base"
 
 
-def test_no_match_names_model_turns_last_message_and_where_it_differs(tmp_path: Path) -> None:
+def test_replay_no_match_message(tmp_path: Path) -> None:
     gpt4 = model(tmp_path)
     with pytest.raises(SimulatedAPIError) as raised:
         gpt4.reply(turn_two(user="Can I get a refund instead of a replacement, please, right now?"))
@@ -99,7 +99,7 @@ def test_no_match_without_a_shared_first_message(tmp_path: Path) -> None:
     assert "None of its 2 recorded conversations starts with the same first user message" in message
 
 
-def test_no_match_when_the_request_is_longer_or_shorter(tmp_path: Path) -> None:
+def test_replay_no_match_length(tmp_path: Path) -> None:
     mixtral = model(tmp_path, "mixtral-8x7b")
     longer = [*turn_two(), {"role": "assistant", "content": "x"}]
     with pytest.raises(SimulatedAPIError, match="goes on after the recording's last message"):
@@ -121,7 +121,7 @@ def test_recorded_times_are_used(tmp_path: Path) -> None:
     assert timing.total(10) == pytest.approx(1.2)
 
 
-def test_profile_file_sets_latency_of_models_without_recorded_times(tmp_path: Path) -> None:
+def test_replay_profile_latency(tmp_path: Path) -> None:
     path = tmp_path / "profile.yaml"
     path.write_text(
         yaml.safe_dump({"gpt-4": {"ttft_ms": 250, "tokens_per_second": 20, "jitter": 0}})
@@ -187,9 +187,7 @@ def test_same_answer_recorded_twice_is_accepted(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_malformed_replay_files_are_rejected_with_file_and_line(
-    tmp_path: Path, rows: list[Any], expected: str
-) -> None:
+def test_replay_malformed_file(tmp_path: Path, rows: list[Any], expected: str) -> None:
     problems = replay_problems(tmp_path, rows)
     assert any(expected in problem for problem in problems), problems
 
@@ -202,7 +200,7 @@ def test_conflicting_answers_across_two_files(tmp_path: Path) -> None:
     ]
 
 
-def test_a_name_in_both_config_and_replay_is_an_error(tmp_path: Path) -> None:
+def test_catalog_duplicate_name(tmp_path: Path) -> None:
     write_dataset(tmp_path, 3)
     config = write_config(tmp_path, [persona("gpt-4")])
     replay = write_jsonl(tmp_path / "replay.jsonl", replay_rows())

@@ -110,7 +110,7 @@ def test_message_count_follows_openais_rule() -> None:
     assert counter.count_messages(messages) == expected
 
 
-def test_missing_bundled_file_falls_back_to_the_named_approximation(
+def test_missing_bundled_file_approximation(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(tokens, "_counters", {})
