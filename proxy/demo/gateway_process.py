@@ -24,7 +24,11 @@ class GatewayStartError(RuntimeError):
 
 
 def free_port() -> int:
-    """Return a TCP port of 127.0.0.1 that nothing listens on right now."""
+    """Return a TCP port of 127.0.0.1 that nothing listens on right now.
+
+    NOTE: another process can take the port before the caller's server binds it; that server
+    then fails to start, and its log says so.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

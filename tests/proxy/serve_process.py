@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ import httpx
 import pytest
 import yaml
 
+from proxy.demo.gateway_process import free_port
+
 PARETO = Path(sys.executable).parent / "pareto"
 POLL_SECONDS = 0.02
 
@@ -29,15 +30,6 @@ POLL_SECONDS = 0.02
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
-
-
-def free_port() -> int:
-    # NOTE: another process can take the port between this check and the server's bind; the
-    # server then exits and wait_ready fails with its log.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

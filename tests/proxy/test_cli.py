@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from proxy.demo.gateway_process import free_port
 from tests.fakes.upstream import FakeUpstream
 from tests.gateway import MASTER_KEY, deployment
 
@@ -49,16 +49,6 @@ def run_pareto(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(PARETO), *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
-
-
-def free_port() -> int:
-    # NOTE: another process can bind the port between this check and the server's own bind.
-    # wait_ready then fails because the server exits, unless that process also answers
-    # GET /health/liveliness first.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

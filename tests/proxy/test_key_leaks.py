@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from sqlmodel import SQLModel
 from proxy.app import create_app
 from proxy.config import parse_config
 from proxy.db import make_engine
+from proxy.demo.gateway_process import free_port
 from tests.gateway import deployment
 from tests.proxy.app_routes import served_routes
 from tests.proxy.leaky_upstream import LeakyUpstream
@@ -118,13 +118,6 @@ class Transcript:
                 if secret in text or part in text:
                     found.append(f"{label}: {secret}")
         return found
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def run_command(
